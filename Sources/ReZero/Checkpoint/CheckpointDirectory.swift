@@ -1,0 +1,57 @@
+import Foundation
+
+/// The checkpoints of one run directory: `ckpt-<step>.safetensors` files, a `latest` file naming
+/// the newest, and `checkpoints.json` recording each one's validation bits per byte for `--keep`.
+public struct CheckpointDirectory {
+    public let path: String
+    public init(_ path: String) { self.path = path }
+
+    var latestPointer: String { path + "/latest" }
+    var indexPath: String { path + "/checkpoints.json" }
+
+    /// Checkpoint files, oldest first.
+    public func checkpoints() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".safetensors") }.sorted().map { path + "/" + $0 }
+    }
+
+    /// After a checkpoint is safely on disk: point `latest` at it (atomically) and prune to the
+    /// newest `keep` plus the best by validation bits per byte.
+    public func commit(_ checkpoint: String, validBitsPerByte: Double?, keep: Int) throws {
+        try AtomicFile.write(Data((URL(fileURLWithPath: checkpoint).lastPathComponent + "\n").utf8), to: latestPointer)
+        var index = readIndex()
+        if let validBitsPerByte { index[URL(fileURLWithPath: checkpoint).lastPathComponent] = validBitsPerByte }
+        let all = checkpoints()
+        let best = index.filter { name, _ in all.contains(path + "/" + name) }.min { $0.value < $1.value }?.key
+        for file in all.dropLast(keep) where URL(fileURLWithPath: file).lastPathComponent != best {
+            try? FileManager.default.removeItem(atPath: file)
+            index[URL(fileURLWithPath: file).lastPathComponent] = nil
+        }
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: index, options: [.sortedKeys]), to: indexPath)
+    }
+
+    private func readIndex() -> [String: Double] {
+        guard let data = FileManager.default.contents(atPath: indexPath),
+              let index = try? JSONSerialization.jsonObject(with: data) as? [String: Double] else { return [:] }
+        return index
+    }
+
+    /// The newest checkpoint that loads and validates: `latest` first, then older files; each one
+    /// skipped is reported through `warn`.
+    public func latestValid(warn: (String) -> Void) throws -> Checkpoint.Loaded {
+        var candidates = checkpoints().reversed().map { $0 }
+        if let named = try? String(contentsOfFile: latestPointer, encoding: .utf8) {
+            let pointed = path + "/" + named.trimmingCharacters(in: .whitespacesAndNewlines)
+            candidates.removeAll { $0 == pointed }
+            candidates.insert(pointed, at: 0)
+        }
+        for candidate in candidates {
+            do {
+                return try Checkpoint.load(path: candidate)
+            } catch {
+                warn("warning: skipping checkpoint \(error)")
+            }
+        }
+        throw ConfigError("--resume: no valid checkpoint in \(path)")
+    }
+}

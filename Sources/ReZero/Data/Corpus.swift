@@ -1,0 +1,96 @@
+import Foundation
+
+public enum Split: String, CaseIterable, Codable, Sendable {
+    case train, valid, test
+}
+
+/// A byte corpus and its 90% / 5% / 5% train / valid / test split (on the full 100,000,000-byte
+/// enwik8 exactly the standard 90M / 5M / 5M).
+public struct Corpus: Sendable {
+    public let name: String
+    public let bytes: [UInt8]
+    /// The entropy rate of the source in bits per byte, when it is known exactly (synthetic corpus).
+    public let entropyRate: Double?
+
+    public init(name: String, bytes: [UInt8], entropyRate: Double? = nil) {
+        self.name = name
+        self.bytes = bytes
+        self.entropyRate = entropyRate
+    }
+
+    public func range(_ split: Split) -> Range<Int> { Self.range(split, count: bytes.count) }
+
+    public static func range(_ split: Split, count n: Int) -> Range<Int> {
+        let trainEnd = n * 90 / 100, validEnd = n * 95 / 100
+        switch split {
+        case .train: return 0..<trainEnd
+        case .valid: return trainEnd..<validEnd
+        case .test: return validEnd..<n
+        }
+    }
+
+    /// Reads a raw byte file such as enwik8.
+    public static func load(path: String) throws -> Corpus {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ConfigError("--data \(path): no such file")
+        }
+        guard !isDirectory.boolValue else { throw ConfigError("--data \(path): is a directory, not a file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("--data \(path): cannot be read")
+        }
+        return Corpus(name: path, bytes: [UInt8](data))
+    }
+
+    /// The corpus `train` uses: `--data` if given, else `data/enwik8` if present, else the
+    /// built-in synthetic source.
+    public static func resolve(path: String?) throws -> Corpus {
+        if let path { return try load(path: path) }
+        if FileManager.default.fileExists(atPath: "data/enwik8") { return try load(path: "data/enwik8") }
+        return SyntheticSource.standard.corpus()
+    }
+
+    /// Throws unless every split can hold one window of `sequence` inputs plus its next byte.
+    public func validate(sequence: Int) throws {
+        for split in Split.allCases where range(split).count < sequence + 1 {
+            throw ConfigError("--data \(name): the \(split) split has \(range(split).count) bytes, fewer than --seq-len + 1 = \(sequence + 1)")
+        }
+    }
+
+    // MARK: Batches
+
+    /// Fills sequences [first, first+count) of the global batch of `step`: each a random window
+    /// of seq+1 train bytes whose start is a function of (seed, step, index in the global batch)
+    /// alone, so the global batch does not depend on how many ranks share it.
+    public func fillTrainingBatch(tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>,
+                                  seed: UInt64, step: Int, first: Int, count: Int, sequence: Int) {
+        let train = range(.train)
+        bytes.withUnsafeBufferPointer { all in
+            for j in 0..<count {
+                let counter = UInt64(step) << 32 | UInt64(first + j)
+                let start = train.lowerBound + CounterRandom.below(
+                    train.count - sequence, seed: seed, stream: CounterRandom.Stream.batches.rawValue,
+                    counter: counter)
+                let window = all.baseAddress! + start
+                (tokens + j * sequence).update(from: window, count: sequence)
+                (targets + j * sequence).update(from: window + 1, count: sequence)
+            }
+        }
+    }
+
+    /// Evaluation windows over a split: non-overlapping, each predicting up to `sequence` bytes
+    /// from the bytes before it inside the window, so every byte of the split but the first is
+    /// scored exactly once; the last window is shorter when the split does not divide evenly.
+    public func evaluationWindows(_ split: Split, sequence: Int, limit: Int? = nil) -> [Range<Int>] {
+        var r = range(split)
+        if let limit, limit < r.count { r = r.lowerBound..<(r.lowerBound + limit) }
+        var windows: [Range<Int>] = []
+        var start = r.lowerBound
+        while start + 1 < r.upperBound {
+            let length = Swift.min(sequence, r.upperBound - 1 - start)
+            windows.append(start..<(start + length))
+            start += length
+        }
+        return windows
+    }
+}

@@ -1,0 +1,52 @@
+/// Softmax and mean cross-entropy fused: logits are turned into probabilities in place.
+public enum CrossEntropy {
+    /// Returns the summed loss (nats) over `rows`; `logits` hold softmax probabilities afterwards.
+    @inline(__always)
+    public static func forward<S: TensorScalar>(
+        _ logits: UnsafeMutablePointer<S>, targets: UnsafePointer<UInt8>, rows: Int, classes: Int
+    ) -> Double {
+        var total = 0.0
+        for r in 0..<rows {
+            let row = logits + r * classes
+            Softmax.row(row, count: classes)
+            total -= Double(S.log(row[Int(targets[r])]))
+        }
+        return total
+    }
+
+    /// dLogits = scale · (p − onehot(target)).
+    @inline(__always)
+    public static func backward<S: TensorScalar>(
+        dLogits: UnsafeMutablePointer<S>, probabilities: UnsafePointer<S>,
+        targets: UnsafePointer<UInt8>, rows: Int, classes: Int, scale: S
+    ) {
+        for r in 0..<rows {
+            let p = probabilities + r * classes, d = dLogits + r * classes
+            for c in 0..<classes { d[c] = scale * p[c] }
+            d[Int(targets[r])] -= scale
+        }
+    }
+}
+
+public enum Softmax {
+    /// Numerically stable softmax of one row, in place.
+    @inline(__always)
+    public static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) {
+        var m = x[0]
+        for i in 1..<count where x[i] > m { m = x[i] }
+        var sum: S = 0
+        for i in 0..<count { let e = S.exp(x[i] - m); x[i] = e; sum += e }
+        let inv = 1 / sum
+        for i in 0..<count { x[i] *= inv }
+    }
+
+    /// Row softmax backward in place: d ← p ⊙ (d − Σ p·d).
+    @inline(__always)
+    public static func rowBackward<S: TensorScalar>(
+        _ d: UnsafeMutablePointer<S>, probabilities p: UnsafePointer<S>, count: Int
+    ) {
+        var dot: S = 0
+        for i in 0..<count { dot += p[i] * d[i] }
+        for i in 0..<count { d[i] = p[i] * (d[i] - dot) }
+    }
+}

@@ -1,0 +1,25 @@
+/// The gated residual branch y = x + α·f (α = 1 for the plain residual of Pre-/Post-LN).
+public enum Residual {
+    @inline(__always)
+    public static func forward<S: TensorScalar>(
+        _ y: UnsafeMutablePointer<S>, _ x: UnsafePointer<S>, branch f: UnsafePointer<S>,
+        alpha: S, count: Int
+    ) {
+        for i in 0..<count { y[i] = x[i] + alpha * f[i] }
+    }
+
+    /// Given dy: writes dBranch = α·dy and returns ∂L/∂α = Σ dy·f. (∂L/∂x = dy passes through.)
+    @inline(__always)
+    @discardableResult
+    public static func backward<S: TensorScalar>(
+        dBranch: UnsafeMutablePointer<S>, dy: UnsafePointer<S>, branch f: UnsafePointer<S>,
+        alpha: S, count: Int
+    ) -> S {
+        var dAlpha: S = 0
+        for i in 0..<count {
+            dAlpha += dy[i] * f[i]
+            dBranch[i] = alpha * dy[i]
+        }
+        return dAlpha
+    }
+}

@@ -1,0 +1,69 @@
+/// The residual wiring of each layer: the rows of the paper's Table 3.
+public enum Variant: String, Codable, CaseIterable, Sendable {
+    /// h = x + α·Attn(x); y = h + α·FFN(h); α = 0 at init, no LayerNorm.
+    case rezero
+    /// The same with α = 1 at init.
+    case rezeroAlpha1 = "rezero-alpha1"
+    /// y = LN(x + Sub(x)) per sublayer (the original Transformer).
+    case postnorm
+    /// y = x + Sub(LN(x)) per sublayer, and a final LN before the head.
+    case prenorm
+
+    public var hasAlpha: Bool { self == .rezero || self == .rezeroAlpha1 }
+    public var alphaInit: Double { self == .rezeroAlpha1 ? 1 : 0 }
+    public var hasLayerNorms: Bool { !hasAlpha }
+    public var hasFinalNorm: Bool { self == .prenorm }
+}
+
+/// The architecture: everything that fixes the parameter layout.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public static let vocabulary = 256
+
+    public var layers: Int
+    public var dModel: Int
+    public var heads: Int
+    public var ffMult: Int
+    public var seqLen: Int
+    public var variant: Variant
+    public var activation: ActivationKind
+
+    public init(layers: Int = 4, dModel: Int = 256, heads: Int = 4, ffMult: Int = 4, seqLen: Int = 128,
+                variant: Variant = .rezero, activation: ActivationKind = .relu) {
+        self.layers = layers
+        self.dModel = dModel
+        self.heads = heads
+        self.ffMult = ffMult
+        self.seqLen = seqLen
+        self.variant = variant
+        self.activation = activation
+    }
+
+    public var ffWidth: Int { ffMult * dModel }
+
+    /// Throws a `ConfigError` naming the flag and value of the first invalid field.
+    public func validate() throws {
+        try require(layers >= 1, "--layers", layers, "must be at least 1")
+        try require(dModel >= 1, "--d-model", dModel, "must be at least 1")
+        try require(heads >= 1, "--heads", heads, "must be at least 1")
+        try require(dModel % heads == 0, "--heads", heads, "must divide --d-model \(dModel)")
+        try require(ffMult >= 1, "--ff-mult", ffMult, "must be at least 1")
+        try require(seqLen >= 1, "--seq-len", seqLen, "must be at least 1")
+    }
+
+    /// Matmul FLOPs per token of one training step (forward + backward), counting the causal
+    /// attention products once: 6·(matmul parameters) + 6·L·T·d.
+    public var trainingFlopsPerToken: Double {
+        let d = Double(dModel), f = Double(ffWidth), l = Double(layers)
+        let matmulParameters = l * (3 * d * d + d * d + 2 * d * f) + d * Double(Self.vocabulary)
+        return 6 * matmulParameters + 6 * l * Double(seqLen) * d
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+func require(_ condition: Bool, _ flag: String, _ value: Any, _ message: String) throws {
+    if !condition { throw ConfigError("\(flag) \(value): \(message)") }
+}

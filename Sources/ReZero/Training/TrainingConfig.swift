@@ -1,0 +1,90 @@
+import Foundation
+
+/// Everything a run is: the architecture plus how it is trained. Saved as config.json and in
+/// every checkpoint. On resume `model` must match; the training fields may change.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    public var model = ModelConfig()
+    public var optimizer = OptimizerConfig()
+    /// Global batch: sequences per optimizer step over all ranks and accumulation steps.
+    public var batchSize = 16
+    public var accumSteps = 1
+    public var steps = 2000
+    public var learningRate = 1e-3
+    public var warmup = 100
+    public var schedule = ScheduleKind.cosine
+    public var clip = 1.0
+    public var seed: UInt64 = 1
+    /// The corpus file, or nil for the built-in synthetic source.
+    public var data: String?
+    public var logEvery = 10
+    public var evalEvery = 200
+    /// Bytes of the validation split scored by the periodic evaluation (0: the whole split).
+    public var evalBytes = 1 << 20
+    /// Every this many steps the ranks compare a checksum of their parameters.
+    public var checkEvery = 100
+    /// Checkpoint cadence in steps (0: only at the end).
+    public var checkpointEvery = 500
+    /// Checkpoints kept: the newest this many, plus the best by validation bits per byte.
+    public var keep = 2
+
+    public init() {}
+
+    public var schedulePlan: Schedule {
+        Schedule(kind: schedule, baseRate: learningRate, warmupSteps: warmup, totalSteps: steps)
+    }
+
+    /// Throws naming the first invalid flag and value (architecture first).
+    public func validate(worldSize: Int = 1) throws {
+        try model.validate()
+        try require(batchSize >= 1, "--batch-size", batchSize, "must be at least 1")
+        try require(accumSteps >= 1, "--accum-steps", accumSteps, "must be at least 1")
+        try require(batchSize % (worldSize * accumSteps) == 0, "--batch-size", batchSize,
+                    "must be divisible by ranks × --accum-steps = \(worldSize) × \(accumSteps)")
+        try require(steps >= 1, "--steps", steps, "must be at least 1")
+        try require(learningRate > 0 && learningRate.isFinite, "--lr", learningRate, "must be positive")
+        try require(warmup >= 0, "--warmup", warmup, "must be non-negative")
+        try require(clip >= 0, "--clip", clip, "must be non-negative (0 disables clipping)")
+        try require(optimizer.weightDecay >= 0, "--weight-decay", optimizer.weightDecay, "must be non-negative")
+        try require(logEvery >= 1, "--log-every", logEvery, "must be at least 1")
+        try require(evalEvery >= 0, "--eval-every", evalEvery, "must be non-negative (0 disables)")
+        try require(evalBytes >= 0, "--eval-bytes", evalBytes, "must be non-negative")
+        try require(checkEvery >= 0, "--check-every", checkEvery, "must be non-negative")
+        try require(checkpointEvery >= 0, "--ckpt-every", checkpointEvery, "must be non-negative")
+        try require(keep >= 1, "--keep", keep, "must be at least 1")
+    }
+
+    public func json(pretty: Bool = false) -> String { canonicalJSON(self, pretty: pretty) }
+
+    public static func decode(json: String) throws -> TrainingConfig {
+        try JSONDecoder().decode(TrainingConfig.self, from: Data(json.utf8))
+    }
+
+    /// Field-by-field differences as "name: a ≠ b", flattening nested objects.
+    public static func differences(_ a: String, _ b: String, prefix: String = "") -> [String] {
+        let x = flatten(a), y = flatten(b)
+        return Set(x.keys).union(y.keys).sorted().compactMap { key in
+            x[key] == y[key] ? nil : "\(prefix)\(key): \(x[key] ?? "absent") ≠ \(y[key] ?? "absent")"
+        }
+    }
+
+    static func flatten(_ json: String) -> [String: String] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) else { return [:] }
+        var out: [String: String] = [:]
+        func walk(_ value: Any, _ path: String) {
+            if let dict = value as? [String: Any] {
+                for (k, v) in dict { walk(v, path.isEmpty ? k : path + "." + k) }
+            } else {
+                out[path] = "\(value)"
+            }
+        }
+        walk(object, "")
+        return out
+    }
+}
+
+/// JSON with sorted keys, so equal values give equal strings.
+public func canonicalJSON<T: Encodable>(_ value: T, pretty: Bool = false) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    return String(decoding: try! encoder.encode(value), as: UTF8.self)
+}

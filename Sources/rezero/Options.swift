@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import ReZero
+
+private let defaults = TrainingConfig()
+
+extension Variant: ExpressibleByArgument {}
+extension ActivationKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+extension Split: ExpressibleByArgument {}
+
+/// Architecture flags. Optional so that a resumed run takes them from its checkpoint; the
+/// defaults are TrainingConfig's.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Transformer layers (default: \(defaults.model.layers)).") var layers: Int?
+    @Option(name: .customLong("d-model"), help: "Model width d (default: \(defaults.model.dModel)).") var dModel: Int?
+    @Option(help: "Attention heads; must divide --d-model (default: \(defaults.model.heads)).") var heads: Int?
+    @Option(name: .customLong("ff-mult"), help: "Feed-forward width as a multiple of d (default: \(defaults.model.ffMult)).") var ffMult: Int?
+    @Option(name: .customLong("seq-len"), help: "Context length T in bytes (default: \(defaults.model.seqLen)).") var seqLen: Int?
+    @Option(help: "Residual variant: \(Variant.allCases.map(\.rawValue).joined(separator: ", ")) (default: \(defaults.model.variant.rawValue)).") var variant: Variant?
+    @Option(help: "FFN activation: relu, gelu (default: \(defaults.model.activation.rawValue)).") var activation: ActivationKind?
+
+    func apply(to c: inout ModelConfig) {
+        if let layers { c.layers = layers }
+        if let dModel { c.dModel = dModel }
+        if let heads { c.heads = heads }
+        if let ffMult { c.ffMult = ffMult }
+        if let seqLen { c.seqLen = seqLen }
+        if let variant { c.variant = variant }
+        if let activation { c.activation = activation }
+    }
+}
+
+/// Optimization and data flags; these may change when a run resumes.
+struct TrainingOptions: ParsableArguments {
+    @Option(name: .customLong("batch-size"), help: "Global batch in sequences per optimizer step, over all ranks and accumulation steps (default: \(defaults.batchSize)).") var batchSize: Int?
+    @Option(name: .customLong("accum-steps"), help: "Gradient-accumulation micro-batches per rank and step (default: \(defaults.accumSteps)).") var accumSteps: Int?
+    @Option(help: "Optimizer steps in all (default: \(defaults.steps)).") var steps: Int?
+    @Option(help: "Peak learning rate (default: \(defaults.learningRate)).") var lr: Double?
+    @Option(help: "Linear warm-up steps (default: \(defaults.warmup)).") var warmup: Int?
+    @Option(help: "Learning-rate schedule: constant, warmup (then constant), cosine (warm-up, then cosine to lr/10) (default: \(defaults.schedule.rawValue)).") var schedule: ScheduleKind?
+    @Option(help: "Optimizer: adamw, lamb (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
+    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay on weight matrices only (default: \(defaults.optimizer.weightDecay)).") var weightDecay: Double?
+    @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLRMultiplier)).") var alphaLRMult: Double?
+    @Option(help: "Global gradient-norm clip; 0 disables (default: \(defaults.clip)).") var clip: Double?
+    @Option(help: "Seed of initialization and batch sampling (default: \(defaults.seed)).") var seed: UInt64?
+    @Option(help: "Raw byte corpus such as enwik8, split 90%/5%/5% into train/valid/test (on the 100,000,000-byte enwik8 exactly the standard 90M/5M/5M). Default: data/enwik8 if present, else the built-in synthetic corpus.") var data: String?
+
+    func apply(to c: inout TrainingConfig) {
+        if let batchSize { c.batchSize = batchSize }
+        if let accumSteps { c.accumSteps = accumSteps }
+        if let steps { c.steps = steps }
+        if let lr { c.learningRate = lr }
+        if let warmup { c.warmup = warmup }
+        if let schedule { c.schedule = schedule }
+        if let optimizer { c.optimizer.kind = optimizer }
+        if let weightDecay { c.optimizer.weightDecay = weightDecay }
+        if let alphaLRMult { c.optimizer.alphaLRMultiplier = alphaLRMult }
+        if let clip { c.clip = clip }
+        if let seed { c.seed = seed }
+        if let data { c.data = data }
+    }
+}
+
+/// `--threads`: BLAS threads per rank.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "BLAS threads per rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node).") var threads: Int?
+
+    func configure(_ collective: Collective, debug: Bool = false) {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        var count = Swift.max(1, cores / collective.ranksOnNode)
+        if let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"], let n = Int(env), n > 0 { count = n }
+        if let threads {
+            guard threads >= 1 else { fail("--threads \(threads): must be at least 1") }
+            count = threads
+        }
+        BLAS.threads = debug ? 1 : count
+    }
+}
+
+/// The corpus a command uses: `path`, else the one named in the config, else the default.
+func loadCorpus(_ path: String?) -> Corpus {
+    do { return try Corpus.resolve(path: path) } catch { fail("\(error)") }
+}
+
+func loadCheckpoint(_ path: String, flag: String) -> Checkpoint.Loaded {
+    do { return try Checkpoint.load(path: path) } catch { fail("\(flag) \(error)") }
+}

@@ -1,0 +1,148 @@
+import XCTest
+@testable import ReZero
+
+/// The `rezero` executable as a user runs it.
+final class CommandLineTests: XCTestCase {
+    static let tiny = ["--layers", "1", "--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
+                       "--eval-bytes", "2048", "--threads", "1"]
+
+    func expectFailure(_ args: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try rezero(args)
+        XCTAssertNotEqual(result.status, 0, "\(args)", file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "stderr for \(args): \(result.stderr)", file: file, line: line)
+    }
+
+    func testInvalidFlagsExitNonZeroNamingFlagAndValue() throws {
+        let dir = Paths.temporaryDirectory("flags")
+        try expectFailure(["train", "--d-model", "64", "--heads", "5", "--run-dir", dir], mentions: "--heads 5: must divide --d-model 64")
+        try expectFailure(["train", "--seq-len", "0", "--run-dir", dir], mentions: "--seq-len 0")
+        try expectFailure(["train", "--variant", "sandwich", "--run-dir", dir], mentions: "--variant")
+        try expectFailure(["train", "--data", dir + "/missing.txt", "--run-dir", dir], mentions: "--data \(dir)/missing.txt: no such file")
+        let short = dir + "/short.txt"
+        FileManager.default.createFile(atPath: short, contents: Data(repeating: 65, count: 300))
+        try expectFailure(["train", "--data", short, "--seq-len", "64", "--run-dir", dir], mentions: "--seq-len + 1 = 65")
+        try expectFailure(["train", "--threads", "0", "--run-dir", dir], mentions: "--threads 0")
+        try expectFailure(["train", "--lr=-1", "--run-dir", dir], mentions: "--lr -1.0: must be positive")
+        try expectFailure(["eval", "--checkpoint", dir + "/none.safetensors"], mentions: "none.safetensors: no such file")
+    }
+
+    func testHelpDocumentsEveryTrainingFlagWithADefault() throws {
+        let help = try rezero(["train", "--help"]).stdout
+        for flag in ["--layers", "--d-model", "--heads", "--ff-mult", "--seq-len", "--batch-size", "--steps", "--lr",
+                     "--warmup", "--schedule", "--weight-decay", "--clip", "--seed", "--variant", "--data", "--run-dir",
+                     "--log-every", "--eval-every", "--accum-steps", "--threads", "--resume", "--debug"] {
+            XCTAssertTrue(help.contains(flag), flag)
+        }
+        XCTAssertTrue(help.contains("90M/5M/5M"))
+        XCTAssertGreaterThanOrEqual(help.components(separatedBy: "(default:").count - 1, 20)
+    }
+
+    /// train → run directory files → eval, sample, inspect, and the safetensors file read by numpy.
+    func testTrainEvalSampleInspect() throws {
+        let dir = Paths.temporaryDirectory("e2e")
+        let train = try rezero(["train"] + Self.tiny + ["--steps", "30", "--log-every", "10", "--eval-every", "15",
+                                                        "--run-dir", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("built-in synthetic corpus"), train.stdout)
+        XCTAssertTrue(train.stdout.contains("step 30/30"), train.stdout)
+        XCTAssertTrue(train.stdout.contains("valid bpb"), train.stdout)
+        let config = try TrainingConfig.decode(json: String(contentsOfFile: dir + "/run/config.json", encoding: .utf8))
+        XCTAssertEqual(config.model.dModel, 16)
+        let lines = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let records = lines.map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let steps = records.filter { $0["loss"] != nil }
+        XCTAssertEqual(steps.map { $0["step"] as! Int }, [1, 10, 20, 30])
+        for key in ["step", "loss", "bpb", "lr", "grad_norm", "alpha", "tokens_per_s"] {
+            XCTAssertNotNil(steps[0][key], key)
+        }
+        XCTAssertEqual((steps[0]["alpha"] as! [Double]).count, 1)
+        XCTAssertEqual(records.filter { $0["valid_bpb"] != nil }.count, 2)
+        let checkpoint = dir + "/run/ckpt-00000030.safetensors"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint))
+
+        // `eval` on the checkpoint reproduces the trainer's own final validation figure.
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/summary.json"))) as! [String: Any]
+        let eval = try rezero(["eval", "--checkpoint", checkpoint, "--split", "valid", "--bytes", "2048", "--batch-size", "4", "--json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: String]
+        XCTAssertEqual(Double(result["bits_per_byte"]!)!, summary["validBitsPerByte"] as! Double, accuracy: 1e-9)
+        XCTAssertEqual(result["bytes_scored"], "2047")
+        let test = try rezero(["eval", "--checkpoint", checkpoint, "--split", "test"])
+        XCTAssertEqual(test.status, 0, test.stderr)
+        XCTAssertTrue(test.stdout.contains("test:"), test.stdout)
+
+        let sample = try rezero(["sample", "--checkpoint", checkpoint, "--prompt", "the ", "--length", "40"])
+        XCTAssertEqual(sample.status, 0, sample.stderr)
+        XCTAssertTrue(sample.stdout.hasPrefix("the "))
+
+        let inspect = try rezero(["inspect", checkpoint, "--values", "layers.0.alpha"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertTrue(inspect.stdout.contains("step 30"))
+        XCTAssertTrue(inspect.stdout.contains("layers.0.attn.qkv.weight"))
+        XCTAssertTrue(inspect.stdout.contains("optim.v.head.bias"))
+        let alpha = try XCTUnwrap(tensors(checkpoint)["layers.0.alpha"]?.first)
+        XCTAssertTrue(inspect.stdout.contains(String(format: "layers.0.alpha = %.9g", alpha)), inspect.stdout)
+        try checkReadableByNumpy(checkpoint, alpha: alpha)
+    }
+
+    /// The file follows the safetensors layout: a few lines of numpy read it.
+    func checkReadableByNumpy(_ path: String, alpha: Float) throws {
+        let script = """
+        import json, struct, sys
+        import numpy as np
+        raw = open(sys.argv[1], 'rb').read()
+        n = struct.unpack('<Q', raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        meta = header.pop('__metadata__')
+        e = header['layers.0.alpha']
+        a, b = e['data_offsets']
+        alpha = np.frombuffer(raw[8 + n + a:8 + n + b], dtype='<f4').reshape(e['shape'])
+        e = header['layers.0.attn.qkv.weight']
+        a, b = e['data_offsets']
+        w = np.frombuffer(raw[8 + n + a:8 + n + b], dtype='<f4').reshape(e['shape'])
+        print(meta['step'], repr(float(alpha[0])), w.shape, json.loads(meta['config'])['model']['dModel'])
+        """
+        guard try runProcess("/usr/bin/env", ["python3", "-c", "import numpy"]).status == 0 else {
+            throw XCTSkip("python3 with numpy is not available")
+        }
+        let out = try runProcess("/usr/bin/env", ["python3", "-c", script, path])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertEqual(out.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "30 \(Double(alpha)) (48, 16) 16")
+    }
+
+    func testGradcheckCommandPassesForAllVariants() throws {
+        let result = try rezero(["gradcheck"])
+        XCTAssertEqual(result.status, 0, result.stdout)
+        for variant in Variant.allCases { XCTAssertTrue(result.stdout.contains("\(variant.rawValue), gelu"), variant.rawValue) }
+        XCTAssertTrue(result.stdout.contains("layers.1.alpha"))
+        XCTAssertTrue(result.stdout.contains(": pass"))
+    }
+
+    func testBenchPrintsTokensPerSecondAndMFU() throws {
+        let result = try rezero(["bench", "--layers", "1", "--d-model", "64", "--heads", "2", "--seq-len", "32",
+                                 "--batch-size", "4", "--steps", "2", "--threads", "1", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let r = try JSONDecoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+        XCTAssertGreaterThan(r.tokensPerSecond, 0)
+        XCTAssertGreaterThan(r.sgemmPeakGflops, 1)
+        XCTAssertGreaterThan(r.mfu, 0)
+        XCTAssertLessThan(r.mfu, 1)
+    }
+
+    /// The genuine enwik8 prefix: a short run must learn well below the 8 bits/byte of ignorance.
+    func testTrainsOnEnwik8Prefix() throws {
+        guard FileManager.default.fileExists(atPath: Paths.enwik8Prefix) else {
+            throw XCTSkip("\(Paths.enwik8Prefix) is absent: skipping the enwik8 run")
+        }
+        let dir = Paths.temporaryDirectory("enwik8")
+        let result = try rezero(["train", "--data", Paths.enwik8Prefix, "--layers", "2", "--d-model", "64", "--heads", "2",
+                                 "--seq-len", "64", "--batch-size", "16", "--steps", "600", "--lr", "3e-3", "--warmup", "30",
+                                 "--eval-bytes", "65536", "--eval-every", "0", "--threads", "1", "--run-dir", dir])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json"))) as! [String: Any]
+        let valid = try XCTUnwrap(summary["validBitsPerByte"] as? Double)
+        print("enwik8 prefix, 600 steps of a 2-layer d=64 model: valid \(valid) bits/byte")
+        // Unigram byte entropy of enwik8 is about 5 bits; 600 steps must learn far more than that.
+        XCTAssertLessThan(valid, 3.8)
+    }
+}

@@ -1,0 +1,77 @@
+import XCTest
+@testable import ReZero
+
+/// Multi-rank tests: `rezero` under mpirun (MPI_Init runs once per process, so each job is its
+/// own set of processes).
+final class DistributedTests: XCTestCase {
+    static let model = ["--layers", "2", "--d-model", "32", "--heads", "2", "--seq-len", "32"]
+    static let training = ["--batch-size", "8", "--steps", "20", "--lr", "3e-3", "--warmup", "2", "--log-every", "1",
+                           "--eval-every", "0", "--eval-bytes", "4096", "--ckpt-every", "0", "--threads", "1"]
+
+    func train(ranks: Int, runDir: String, extra: [String] = []) throws -> ProcessResult {
+        let args = ["train"] + Self.model + Self.training + ["--run-dir", runDir] + extra
+        let result = ranks == 1 ? try rezero(args) : try mpirun(ranks, args)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return result
+    }
+
+    func losses(_ runDir: String) throws -> [Double] {
+        let text = try String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8)
+        return text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["loss"] as? Double
+        }
+    }
+
+    func finalTensors(_ runDir: String) throws -> [String: [Float]] {
+        try tensors(runDir + "/ckpt-00000020.safetensors")
+    }
+
+    /// The global batch is rank-independent, so 1, 2 and 4 ranks train the same model up to the
+    /// order of floating-point sums.
+    func testOneTwoAndFourRanksTrainTheSameModel() throws {
+        let dir = Paths.temporaryDirectory("ranks")
+        _ = try train(ranks: 1, runDir: dir + "/r1")
+        let reference = try losses(dir + "/r1"), referenceTensors = try finalTensors(dir + "/r1")
+        XCTAssertEqual(reference.count, 20)
+        XCTAssertLessThan(reference.last!, reference.first! - 0.1, "the model must actually train")
+        for ranks in [2, 4] {
+            let out = try train(ranks: ranks, runDir: dir + "/r\(ranks)")
+            XCTAssertTrue(out.stdout.contains("\(ranks) rank(s) × 1 BLAS thread(s)"), out.stdout)
+            let l = try losses(dir + "/r\(ranks)")
+            XCTAssertEqual(l.count, reference.count)
+            for (a, b) in zip(l, reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "\(ranks) ranks") }
+            let worst = worstTensorDifference(referenceTensors, try finalTensors(dir + "/r\(ranks)"))
+            XCTAssertLessThan(worst.difference, 1e-5, "\(ranks) ranks: \(worst.tensor)")
+            let alphas = referenceTensors.keys.filter { $0.hasPrefix("layers.") && $0.hasSuffix(".alpha") }
+            XCTAssertEqual(alphas.count, 2)
+        }
+    }
+
+    func testRankWithDifferentConfigurationStopsTheJob() throws {
+        let dir = Paths.temporaryDirectory("mismatch")
+        var flags = ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]
+        flags += [":", "-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir, "--lr", "0.002"]
+        if getuid() == 0 { flags.insert("--allow-run-as-root", at: 0) }
+        let start = Date()
+        let result = try runProcess("/usr/bin/mpirun", ["--oversubscribe", "--bind-to", "none"] + flags,
+                             environment: ["PMIX_MCA_gds": "hash"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+        XCTAssertTrue(result.stderr.contains("learningRate: 0.003 ≠ 0.002"), result.stderr)
+    }
+
+    func testGradientAllReduceIsExact() throws {
+        for ranks in [1, 2, 4] {
+            let result = ranks == 1 ? try rezero(["check-allreduce"]) : try mpirun(ranks, ["check-allreduce"])
+            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+            XCTAssertTrue(result.stdout.contains("over \(ranks) rank(s) of 1000003 floats: 0 wrong"), result.stdout)
+        }
+    }
+
+    func testBatchThatDoesNotDivideIsAnError() throws {
+        let result = try mpirun(4, ["train"] + Self.model + ["--batch-size", "6", "--steps", "1", "--run-dir",
+                                                             Paths.temporaryDirectory("divide")])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("--batch-size 6: must be divisible by ranks × --accum-steps = 4 × 1"), result.stderr)
+    }
+}

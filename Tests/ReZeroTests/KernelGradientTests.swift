@@ -1,0 +1,156 @@
+import XCTest
+@testable import ReZero
+
+/// Each kernel's backward against central finite differences in Double, on the scalar Σ w·y.
+final class KernelGradientTests: XCTestCase {
+    let tolerance = 1e-6
+
+    func testLinear() {
+        let rows = 3, inputs = 4, outputs = 5
+        let x = Buffer(rows * inputs, seed: 1), w = Buffer(outputs * inputs, seed: 2), b = Buffer(outputs, seed: 3)
+        let y = Buffer(zeros: rows * outputs), upstream = Buffer(rows * outputs, seed: 4)
+        func loss() -> Double {
+            Linear.forward(y.pointer, x.pointer, weight: w.pointer, bias: b.pointer, rows: rows, inputs: inputs, outputs: outputs)
+            return dot(y.pointer, upstream)
+        }
+        let dx = Buffer(zeros: x.count), dw = Buffer(zeros: w.count), db = Buffer(zeros: b.count)
+        _ = loss()
+        Linear.backward(dx: dx.pointer, accumulateInput: false, dWeight: dw.pointer, dBias: db.pointer,
+                        dy: upstream.pointer, x: x.pointer, weight: w.pointer, rows: rows, inputs: inputs, outputs: outputs)
+        XCTAssertLessThan(relativeError(dx.array, numericGradient(of: x, loss)), tolerance)
+        XCTAssertLessThan(relativeError(dw.array, numericGradient(of: w, loss)), tolerance)
+        XCTAssertLessThan(relativeError(db.array, numericGradient(of: b, loss)), tolerance)
+    }
+
+    func testAttention() {
+        let shape = Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2)
+        let n = shape.batch * shape.sequence
+        let qkv = Buffer(n * 3 * shape.width, seed: 5)
+        let out = Buffer(zeros: n * shape.width), probs = Buffer(zeros: shape.batch * shape.heads * 25)
+        let upstream = Buffer(n * shape.width, seed: 6)
+        func loss() -> Double {
+            Attention.forward(out.pointer, probabilities: probs.pointer, qkv: qkv.pointer, shape: shape)
+            return dot(out.pointer, upstream)
+        }
+        _ = loss()
+        let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: 25)
+        Attention.backward(dqkv: dqkv.pointer, dOut: upstream.pointer, qkv: qkv.pointer,
+                           probabilities: probs.pointer, scratch: scratch.pointer, shape: shape)
+        XCTAssertLessThan(relativeError(dqkv.array, numericGradient(of: qkv, loss)), tolerance)
+        // Causality: output at position t must not depend on later positions.
+        let before = out.array
+        qkv.pointer[(shape.sequence - 1) * 3 * shape.width] += 1  // Q of the last position of sequence 0
+        qkv.pointer[(shape.sequence - 1) * 3 * shape.width + shape.width] += 1  // its K
+        _ = loss()
+        for t in 0..<(shape.sequence - 1) {
+            for i in 0..<shape.width {
+                XCTAssertEqual(out.pointer[t * shape.width + i], before[t * shape.width + i])
+            }
+        }
+    }
+
+    func testLayerNorm() {
+        let rows = 3, width = 7
+        let x = Buffer(rows * width, seed: 7), w = Buffer(width, seed: 8), b = Buffer(width, seed: 9)
+        let y = Buffer(zeros: x.count), mean = Buffer(zeros: rows), rstd = Buffer(zeros: rows)
+        let upstream = Buffer(x.count, seed: 10)
+        func loss() -> Double {
+            LayerNorm.forward(y.pointer, mean: mean.pointer, rstd: rstd.pointer, x.pointer, weight: w.pointer,
+                              bias: b.pointer, rows: rows, width: width)
+            return dot(y.pointer, upstream)
+        }
+        _ = loss()
+        let dx = Buffer(zeros: x.count), dw = Buffer(zeros: width), db = Buffer(zeros: width)
+        LayerNorm.backward(dx: dx.pointer, accumulateInput: false, dWeight: dw.pointer, dBias: db.pointer,
+                           dy: upstream.pointer, x: x.pointer, mean: mean.pointer, rstd: rstd.pointer,
+                           weight: w.pointer, rows: rows, width: width)
+        XCTAssertLessThan(relativeError(dx.array, numericGradient(of: x, loss)), tolerance)
+        XCTAssertLessThan(relativeError(dw.array, numericGradient(of: w, loss)), tolerance)
+        XCTAssertLessThan(relativeError(db.array, numericGradient(of: b, loss)), tolerance)
+    }
+
+    func testActivations() {
+        for kind in ActivationKind.allCases {
+            let x = Buffer(40, seed: 11)
+            // Keep ReLU's inputs away from its kink, where the derivative does not exist.
+            for i in 0..<x.count where abs(x.pointer[i]) < 0.05 { x.pointer[i] += 0.1 }
+            let y = Buffer(zeros: x.count), upstream = Buffer(x.count, seed: 12)
+            func loss() -> Double {
+                Activation.forward(kind, y.pointer, x.pointer, count: x.count)
+                return dot(y.pointer, upstream)
+            }
+            _ = loss()
+            let d = Buffer(zeros: x.count)
+            d.pointer.update(from: upstream.pointer, count: x.count)
+            Activation.backward(kind, d.pointer, x.pointer, count: x.count)
+            XCTAssertLessThan(relativeError(d.array, numericGradient(of: x, loss)), tolerance, "\(kind)")
+        }
+    }
+
+    func testSoftmaxCrossEntropy() {
+        let rows = 4, classes = 9
+        let logits = Buffer(rows * classes, seed: 13), probs = Buffer(zeros: rows * classes)
+        var targets: [UInt8] = [0, 3, 8, 5]
+        func loss() -> Double {
+            probs.pointer.update(from: logits.pointer, count: logits.count)
+            return CrossEntropy.forward(probs.pointer, targets: &targets, rows: rows, classes: classes) / Double(rows)
+        }
+        _ = loss()
+        let d = Buffer(zeros: logits.count)
+        CrossEntropy.backward(dLogits: d.pointer, probabilities: probs.pointer, targets: &targets, rows: rows,
+                              classes: classes, scale: 1 / Double(rows))
+        XCTAssertLessThan(relativeError(d.array, numericGradient(of: logits, loss)), tolerance)
+    }
+
+    func testCausalSoftmaxRowBackward() {
+        let x = Buffer(6, seed: 14), p = Buffer(zeros: 6), upstream = Buffer(6, seed: 15)
+        func loss() -> Double {
+            p.pointer.update(from: x.pointer, count: 6)
+            Softmax.row(p.pointer, count: 6)
+            return dot(p.pointer, upstream)
+        }
+        _ = loss()
+        let d = Buffer(zeros: 6)
+        d.pointer.update(from: upstream.pointer, count: 6)
+        Softmax.rowBackward(d.pointer, probabilities: p.pointer, count: 6)
+        XCTAssertLessThan(relativeError(d.array, numericGradient(of: x, loss)), tolerance)
+    }
+
+    func testEmbedding() {
+        let batch = 2, sequence = 3, width = 4
+        var tokens: [UInt8] = [1, 2, 1, 0, 2, 2]
+        let table = Buffer(3 * width, seed: 16), positions = Buffer(sequence * width, seed: 17)
+        let x = Buffer(zeros: batch * sequence * width), upstream = Buffer(x.count, seed: 18)
+        func loss() -> Double {
+            Embedding.forward(x.pointer, tokens: &tokens, tokenTable: table.pointer, positionTable: positions.pointer,
+                              batch: batch, sequence: sequence, width: width)
+            return dot(x.pointer, upstream)
+        }
+        _ = loss()
+        let dt = Buffer(zeros: table.count), dp = Buffer(zeros: positions.count)
+        Embedding.backward(dTokenTable: dt.pointer, dPositionTable: dp.pointer, dx: upstream.pointer, tokens: &tokens,
+                           batch: batch, sequence: sequence, width: width)
+        XCTAssertLessThan(relativeError(dt.array, numericGradient(of: table, loss)), tolerance)
+        XCTAssertLessThan(relativeError(dp.array, numericGradient(of: positions, loss)), tolerance)
+    }
+
+    func testGatedResidual() {
+        for alphaValue in [0.0, 0.37] {
+            let x = Buffer(10, seed: 19), f = Buffer(10, seed: 20), alpha = Buffer(zeros: 1)
+            alpha.pointer[0] = alphaValue
+            let y = Buffer(zeros: 10), upstream = Buffer(10, seed: 21)
+            func loss() -> Double {
+                Residual.forward(y.pointer, x.pointer, branch: f.pointer, alpha: alpha.pointer[0], count: 10)
+                return dot(y.pointer, upstream)
+            }
+            _ = loss()
+            let df = Buffer(zeros: 10)
+            let dAlpha = Residual.backward(dBranch: df.pointer, dy: upstream.pointer, branch: f.pointer,
+                                           alpha: alpha.pointer[0], count: 10)
+            XCTAssertLessThan(relativeError(df.array, numericGradient(of: f, loss)), tolerance)
+            XCTAssertLessThan(relativeError([dAlpha], numericGradient(of: alpha, loss)), tolerance)
+            // ∂L/∂x is the upstream gradient itself.
+            XCTAssertLessThan(relativeError(upstream.array, numericGradient(of: x, loss)), tolerance)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import XCTest
+@testable import ReZero
+
+final class TrainingTests: XCTestCase {
+    static let corpus = SyntheticSource.standard.corpus(bytes: 200_000)
+
+    func smallConfig(seed: UInt64 = 1, variant: Variant = .rezero) -> TrainingConfig {
+        var c = TrainingConfig()
+        c.model = ModelConfig(layers: 2, dModel: 32, heads: 2, ffMult: 2, seqLen: 32, variant: variant)
+        c.batchSize = 8
+        c.steps = 6
+        c.learningRate = 3e-3
+        c.warmup = 2
+        c.seed = seed
+        c.evalEvery = 0
+        c.evalBytes = 4096
+        return c
+    }
+
+    func parameters(_ trainer: Trainer) -> [Float] {
+        Array(UnsafeBufferPointer(start: trainer.model.parameters, count: trainer.model.parameterCount))
+    }
+
+    func trained(_ config: TrainingConfig, steps: Int) throws -> Trainer {
+        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: nil, log: { _ in })
+        for _ in 0..<steps { try trainer.step() }
+        return trainer
+    }
+
+    func testSameSeedGivesByteIdenticalParametersAndDifferentSeedsDiffer() throws {
+        let a = parameters(try trained(smallConfig(seed: 1), steps: 5))
+        let b = parameters(try trained(smallConfig(seed: 1), steps: 5))
+        let c = parameters(try trained(smallConfig(seed: 2), steps: 5))
+        XCTAssertEqual(a.withUnsafeBytes { Array($0) }, b.withUnsafeBytes { Array($0) })
+        XCTAssertNotEqual(a, c)
+    }
+
+    func testGradientAccumulationMatchesOneBigBatch() throws {
+        var accumulated = smallConfig()
+        accumulated.accumSteps = 4
+        let a = namedTensors(try trained(smallConfig(), steps: 3).model)
+        let b = namedTensors(try trained(accumulated, steps: 3).model)
+        let worst = worstTensorDifference(a, b)
+        XCTAssertLessThan(worst.difference, 1e-5, worst.tensor)
+        XCTAssertNotEqual(a, namedTensors(try trained(smallConfig(), steps: 0).model))
+    }
+
+    func testAlphaLearnsAwayFromZero() throws {
+        let trainer = try trained(smallConfig(), steps: 5)
+        for offset in trainer.model.layout.alphaOffsets { XCTAssertNotEqual(trainer.model.parameters[offset], 0) }
+    }
+
+    func testWeightDecayOnlyOnMatrices() {
+        let layout = ParameterLayout(ModelConfig(layers: 1, dModel: 4, heads: 1, ffMult: 1, seqLen: 2, variant: .prenorm))
+        var config = OptimizerConfig()
+        config.weightDecay = 0.5
+        let optimizer = Optimizer(config: config, layout: layout)
+        var w = [Float](repeating: 1, count: layout.count)
+        let g = [Float](repeating: 0, count: layout.count)
+        optimizer.step(parameters: &w, gradients: g, learningRate: 0.1)
+        for spec in layout.tensors {
+            let expected: Float = spec.role == .matrix ? 1 - 0.1 * 0.5 : 1
+            XCTAssertEqual(w[spec.offset], expected, accuracy: 1e-6, spec.name)
+        }
+    }
+
+    func testLAMBTrustRatioScalesUpdates() {
+        let layout = ParameterLayout(ModelConfig(layers: 1, dModel: 4, heads: 1, ffMult: 1, seqLen: 2))
+        var config = OptimizerConfig()
+        config.kind = .lamb
+        config.weightDecay = 0
+        let optimizer = Optimizer(config: config, layout: layout)
+        var w = [Float](repeating: 2, count: layout.count)
+        let g = [Float](repeating: 1, count: layout.count)
+        optimizer.step(parameters: &w, gradients: g, learningRate: 0.1)
+        // Adam's first update is ±1 per element; LAMB rescales it by ‖w‖/‖u‖ = 2.
+        XCTAssertEqual(w[0], 2 - 0.1 * 2, accuracy: 1e-5)
+    }
+
+    func testSchedules() {
+        let warm = Schedule(kind: .warmup, baseRate: 1, warmupSteps: 10, totalSteps: 100)
+        XCTAssertEqual(warm.rate(at: 5), 0.5)
+        XCTAssertEqual(warm.rate(at: 50), 1)
+        let cosine = Schedule(kind: .cosine, baseRate: 1, warmupSteps: 10, totalSteps: 110)
+        XCTAssertEqual(cosine.rate(at: 10), 1)
+        XCTAssertEqual(cosine.rate(at: 60), 0.55, accuracy: 1e-12)
+        XCTAssertEqual(cosine.rate(at: 110), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(Schedule(kind: .constant, baseRate: 2, warmupSteps: 10, totalSteps: 5).rate(at: 1), 2)
+    }
+
+    func testDebugModeNamesTheFirstNonFiniteTensor() throws {
+        let config = smallConfig(variant: .rezeroAlpha1)
+        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: nil, debug: true, log: { _ in })
+        let qkv = trainer.model.layout.tensor(named: "layers.1.attn.qkv.weight")!
+        trainer.model.parameters[qkv.offset] = .nan
+        XCTAssertThrowsError(try trainer.step()) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("attn.qkv") && message.contains("layer 1") && message.contains("step 1"), message)
+        }
+    }
+
+    func testNonFiniteLossStopsTrainingAsDiverged() throws {
+        var config = smallConfig()
+        config.steps = 20
+        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: nil, log: { _ in })
+        trainer.model.parameters[trainer.model.layout.headBias] = .infinity
+        let summary = try trainer.run()
+        XCTAssertEqual(summary.status, .diverged)
+        XCTAssertEqual(summary.step, 1)
+    }
+
+    func testInvalidConfigurationsNameTheFlag() {
+        var c = smallConfig()
+        c.model.heads = 5
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--heads 5")) }
+        c = smallConfig()
+        c.model.seqLen = 0
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--seq-len 0")) }
+        c = smallConfig()
+        c.batchSize = 6
+        XCTAssertThrowsError(try c.validate(worldSize: 4)) { XCTAssertTrue("\($0)".contains("--batch-size 6")) }
+        XCTAssertThrowsError(try Corpus(name: "tiny", bytes: Array(repeating: 65, count: 100)).validate(sequence: 32)) {
+            XCTAssertTrue("\($0)".contains("--seq-len"))
+        }
+    }
+
+    /// The default corpus's floor is known exactly; a small model must get within 0.15 bits/byte of
+    /// it (measured on the validation split) in well under a minute.
+    func testSmallModelApproachesSyntheticEntropyRate() throws {
+        let corpus = SyntheticSource.standard.corpus()
+        var c = TrainingConfig()
+        c.model = ModelConfig(layers: 2, dModel: 64, heads: 2, ffMult: 4, seqLen: 128)
+        c.batchSize = 16
+        c.steps = 800
+        c.learningRate = 3e-3
+        c.warmup = 50
+        c.evalEvery = 0
+        c.evalBytes = 0
+        let saved = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = saved }
+        let trainer = try Trainer(config: c, corpus: corpus, collective: .local, runDirectory: nil, log: { _ in })
+        let start = Date()
+        let summary = try trainer.run()
+        let gap = summary.validBitsPerByte! - corpus.entropyRate!
+        print(String(format: "synthetic corpus: valid %.4f bpb, entropy rate %.4f, gap %.4f, %.1f s",
+                     summary.validBitsPerByte!, corpus.entropyRate!, gap, Date().timeIntervalSince(start)))
+        XCTAssertLessThan(gap, 0.15)
+        XCTAssertGreaterThan(gap, -0.02, "no model can beat the source's entropy rate by more than sampling noise")
+    }
+
+    func testCheckpointResumeIsBitExact() throws {
+        let dir = Paths.temporaryDirectory("resume")
+        var config = smallConfig()
+        config.steps = 10
+        let whole = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: dir + "/a", log: { _ in })
+        for _ in 0..<10 { try whole.step() }
+
+        let first = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: dir + "/b", log: { _ in })
+        for _ in 0..<4 { try first.step() }
+        try FileManager.default.createDirectory(atPath: dir + "/b", withIntermediateDirectories: true)
+        let path = try XCTUnwrap(first.saveCheckpoint(final: false))
+        let loaded = try Checkpoint.load(path: path)
+        XCTAssertEqual(loaded.state.step, 4)
+        let second = try Trainer(config: config, corpus: Self.corpus, collective: .local, runDirectory: dir + "/b",
+                                 resume: loaded, log: { _ in })
+        for _ in 0..<6 { try second.step() }
+        let n = whole.model.parameterCount
+        for (a, b) in [(whole.model.parameters, second.model.parameters),
+                       (whole.optimizer.firstMoment, second.optimizer.firstMoment),
+                       (whole.optimizer.secondMoment, second.optimizer.secondMoment)] {
+            XCTAssertEqual(memcmp(a, b, n * 4), 0)
+        }
+    }
+}
