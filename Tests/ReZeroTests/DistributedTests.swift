@@ -47,6 +47,28 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// The same 2-rank job across two simulated hosts (network namespaces, TCP only) must train
+    /// exactly the model the single-host job does: a sum of two values does not depend on the
+    /// transport or the reduction algorithm.
+    func testTwoSimulatedHostsEqualOneHost() throws {
+        guard getuid() == 0 else { throw XCTSkip("simulated hosts need root (network namespaces)") }
+        let probe = try runProcess("/usr/bin/env", ["ip", "netns", "add", "rezero-probe-\(getpid())"])
+        guard probe.status == 0 else { throw XCTSkip("cannot create network namespaces here: \(probe.stderr)") }
+        _ = try runProcess("/usr/bin/env", ["ip", "netns", "del", "rezero-probe-\(getpid())"])
+        let dir = Paths.temporaryDirectory("hosts")
+        _ = try train(ranks: 2, runDir: dir + "/local")
+        let script = Paths.packageRoot.appendingPathComponent("launch/simulate-hosts").path
+        let result = try runProcess(script, ["--hosts", "2", "--np", "2", "--threads", "1", "--bin", Paths.rezero, "--", "train"] +
+                                    Self.model + Self.training + ["--run-dir", dir + "/hosts"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stderr.contains("2 simulated host(s)"), result.stderr)
+        XCTAssertEqual(try losses(dir + "/hosts"), try losses(dir + "/local"))
+        let local = try finalTensors(dir + "/local"), hosts = try finalTensors(dir + "/hosts")
+        XCTAssertEqual(local, hosts)
+        let leftovers = try runProcess("/usr/bin/env", ["ip", "netns", "list"]).stdout
+        XCTAssertFalse(leftovers.contains("rz"), "namespaces left behind: \(leftovers)")
+    }
+
     func testRankWithDifferentConfigurationStopsTheJob() throws {
         let dir = Paths.temporaryDirectory("mismatch")
         var flags = ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]

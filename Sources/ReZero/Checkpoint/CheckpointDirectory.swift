@@ -9,6 +9,14 @@ public struct CheckpointDirectory {
     var latestPointer: String { path + "/latest" }
     var indexPath: String { path + "/checkpoints.json" }
 
+    /// Deletes temporary files left by a writer that was killed mid-checkpoint.
+    public func removeInterruptedWrites() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        for name in names where name.hasPrefix(".ckpt-") && name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: path + "/" + name)
+        }
+    }
+
     /// Checkpoint files, oldest first.
     public func checkpoints() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []

@@ -8,7 +8,8 @@ public struct TrainingSummary: Codable, Sendable {
     public enum Status: String, Codable, Sendable { case completed, stopped, diverged }
     public var status: Status
     public var step: Int
-    public var finalLoss: Double
+    /// nil when the run had no step left to take.
+    public var finalLoss: Double?
     public var validBitsPerByte: Double?
     public var bestValidBitsPerByte: Double?
     public var entropyRate: Double?
@@ -63,8 +64,8 @@ public final class Trainer {
         if let resume {
             try resume.restore(parameters: model.parameters, layout: model.layout, optimizer: optimizer)
             state = resume.state
-            state.worldSize = collective.size
         }
+        state.worldSize = collective.size
         // Rank 0's state is the job's state, whatever each rank computed or loaded.
         try collective.broadcast(model.parameters, bytes: model.parameterCount * 4)
         try collective.broadcast(optimizer.firstMoment, bytes: model.parameterCount * 4)
@@ -140,7 +141,7 @@ public final class Trainer {
         let start = state.step
         let tokensPerStep = config.batchSize * config.model.seqLen
         log("training \(config.model.variant.rawValue): \(config.model.layers) layers, d=\(config.model.dModel), \(config.model.heads) heads, \(model.parameterCount.formatted()) parameters; \(collective.size) rank(s) × \(BLAS.threads) BLAS thread(s); global batch \(config.batchSize) × \(config.model.seqLen) = \(tokensPerStep) tokens/step (\(microBatch) per micro-batch × \(config.accumSteps) accumulation step(s) per rank)")
-        var lastLoss = Double.nan
+        var lastLoss: Double?
         var windowStart = Date()
         var windowSteps = 0
         let runStart = Date()
@@ -175,10 +176,8 @@ public final class Trainer {
                 try saveCheckpoint(final: false)
             }
         }
-        var valid: Double?
-        if status != .diverged {
-            valid = try evaluate()
-        }
+        // A stopped job is being preempted: it checkpoints at once and leaves evaluation to later.
+        let valid = status == .completed ? try evaluate() : nil
         let checkpoint = status == .diverged ? nil : try saveCheckpoint(final: true)
         if status == .stopped, let checkpoint {
             message = "stopped by signal at step \(state.step); checkpoint \(checkpoint). Resume with: rezero train --resume \(checkpoint) (plus the same flags)"
@@ -249,6 +248,7 @@ public final class Trainer {
         } catch {
             throw ConfigError("--run-dir \(runDirectory): cannot create the directory (\(error.localizedDescription))")
         }
+        CheckpointDirectory(runDirectory).removeInterruptedWrites()
         try AtomicFile.write(Data((config.json(pretty: true) + "\n").utf8), to: runDirectory + "/config.json")
         let metricsPath = runDirectory + "/metrics.jsonl"
         if !FileManager.default.fileExists(atPath: metricsPath) {
