@@ -13,6 +13,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("warmup-steps"), help: "Unmeasured steps first (default: 2).") var warmupSteps: Int = 2
     @Option(help: "Corpus (default: the built-in synthetic corpus; the speed does not depend on it).") var data: String?
     @OptionGroup var threads: ThreadOptions
+    @Flag(name: .customLong("no-overlap"), help: "Run the gradient all-reduce after backward instead of overlapping it.") var noOverlap = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -27,6 +28,7 @@ struct Bench: ParsableCommand {
         config.batchSize = batchSize
         config.steps = warmupSteps + steps
         config.data = data
+        config.overlapCommunication = !noOverlap
         do {
             let corpus = try data.map { try Corpus.load(path: $0) } ?? SyntheticSource.standard.corpus(bytes: 1 << 20)
             let trainer = try Trainer(config: config, corpus: corpus, collective: collective, runDirectory: nil, log: { _ in })

@@ -63,6 +63,30 @@ struct TrainingOptions: ParsableArguments {
     }
 }
 
+/// Cadences and bookkeeping of a run; these may change when a run resumes.
+struct RunOptions: ParsableArguments {
+    @Option(name: .customLong("log-every"), help: "Console and metrics.jsonl line every this many steps (default: \(defaults.logEvery)).") var logEvery: Int?
+    @Option(name: .customLong("eval-every"), help: "Validation bits/byte every this many steps; 0 disables (default: \(defaults.evalEvery)).") var evalEvery: Int?
+    @Option(name: .customLong("eval-bytes"), help: "Bytes of the valid split scored by the periodic and final evaluation; 0 = whole split (default: \(defaults.evalBytes)).") var evalBytes: Int?
+    @Option(name: .customLong("check-every"), help: "Compare a checksum of the replicas' parameters every this many steps; 0 disables (default: \(defaults.checkEvery)).") var checkEvery: Int?
+    @Option(name: .customLong("ckpt-every"), help: "Checkpoint every this many steps, and always at the end; 0 = only at the end (default: \(defaults.checkpointEvery)).") var ckptEvery: Int?
+    @Option(help: "Checkpoints kept: the newest K plus the best by validation bits/byte (default: \(defaults.keep)).") var keep: Int?
+    @Option(name: .customLong("diverge-patience"), help: "Stop as diverged when the loss stays above the first step's for this many consecutive steps; 0 = only on NaN/Inf (default: \(defaults.divergencePatience)).") var divergePatience: Int?
+
+    @Flag(name: .customLong("no-overlap"), help: "Run the gradient all-reduce after backward instead of overlapping it (same result).") var noOverlap = false
+
+    func apply(to c: inout TrainingConfig) {
+        if noOverlap { c.overlapCommunication = false }
+        if let logEvery { c.logEvery = logEvery }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let evalBytes { c.evalBytes = evalBytes }
+        if let checkEvery { c.checkEvery = checkEvery }
+        if let ckptEvery { c.checkpointEvery = ckptEvery }
+        if let keep { c.keep = keep }
+        if let divergePatience { c.divergencePatience = divergePatience }
+    }
+}
+
 /// `--threads`: BLAS threads per rank.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "BLAS threads per rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node).") var threads: Int?

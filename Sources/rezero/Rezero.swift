@@ -15,7 +15,7 @@ struct Rezero: ParsableCommand {
           mpirun -np 2 rezero train --threads 1 --data data/enwik8
           rezero eval --checkpoint runs/e8/ckpt-00002000.safetensors --split test
         """,
-        subcommands: [Train.self, Eval.self, Sample.self, GradCheck.self, Bench.self, Inspect.self, CheckAllReduce.self],
+        subcommands: [Train.self, Eval.self, Sample.self, GradCheck.self, Bench.self, Inspect.self, Compare.self, CheckAllReduce.self, Plot.self],
         defaultSubcommand: nil)
 
     /// `--resume` may stand alone (latest checkpoint of --run-dir) or take a path; the parser

@@ -13,12 +13,7 @@ struct Train: ParsableCommand {
     @OptionGroup var training: TrainingOptions
     @OptionGroup var threads: ThreadOptions
     @Option(name: .customLong("run-dir"), help: "Run directory (default: runs/<timestamp>; with --resume PATH, the checkpoint's directory).") var runDir: String?
-    @Option(name: .customLong("log-every"), help: "Console and metrics.jsonl line every this many steps (default: \(defaults.logEvery)).") var logEvery: Int?
-    @Option(name: .customLong("eval-every"), help: "Validation bits/byte every this many steps; 0 disables (default: \(defaults.evalEvery)).") var evalEvery: Int?
-    @Option(name: .customLong("eval-bytes"), help: "Bytes of the valid split scored by the periodic and final evaluation; 0 = whole split (default: \(defaults.evalBytes)).") var evalBytes: Int?
-    @Option(name: .customLong("check-every"), help: "Compare a checksum of the replicas' parameters every this many steps; 0 disables (default: \(defaults.checkEvery)).") var checkEvery: Int?
-    @Option(name: .customLong("ckpt-every"), help: "Checkpoint every this many steps, and always at the end; 0 = only at the end (default: \(defaults.checkpointEvery)).") var ckptEvery: Int?
-    @Option(help: "Checkpoints kept: the newest K plus the best by validation bits/byte (default: \(defaults.keep)).") var keep: Int?
+    @OptionGroup var cadence: RunOptions
     @Option(help: ArgumentHelp("Resume from a checkpoint: bare --resume takes the newest valid one in --run-dir (starting fresh if it has none); --resume PATH takes that file.", valueName: "path")) var resume: String?
     @Flag(help: "Single-threaded, deterministic, and stops at the first NaN/Inf activation or gradient, naming tensor, layer and step.") var debug = false
 
@@ -62,12 +57,7 @@ struct Train: ParsableCommand {
         let saved = config
         model.apply(to: &config.model)
         training.apply(to: &config)
-        if let logEvery { config.logEvery = logEvery }
-        if let evalEvery { config.evalEvery = evalEvery }
-        if let evalBytes { config.evalBytes = evalBytes }
-        if let checkEvery { config.checkEvery = checkEvery }
-        if let ckptEvery { config.checkpointEvery = ckptEvery }
-        if let keep { config.keep = keep }
+        cadence.apply(to: &config)
         if let checkpoint {
             let architecture = TrainingConfig.differences(canonicalJSON(saved.model), canonicalJSON(config.model), prefix: "model.")
             if !architecture.isEmpty {

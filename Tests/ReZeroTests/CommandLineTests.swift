@@ -146,3 +146,36 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(valid, 3.8)
     }
 }
+
+/// `rezero compare`: every run in its own directory, a table with each row, divergence reported.
+final class CompareTests: XCTestCase {
+    func testCompareTabulatesRunsAndReportsDivergence() throws {
+        let dir = Paths.temporaryDirectory("compare")
+        let common = ["compare", "--layers", "1", "--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
+                      "--warmup", "5", "--eval-every", "5", "--eval-bytes", "2048", "--log-every", "100", "--threads", "1"]
+        let ok = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr", "1e-2", "--target", "7.5",
+                                      "--out", dir + "/ok"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ok/compare.json"))) as! [[String: Any]]
+        XCTAssertEqual(rows.map { $0["run"] as! String }, ["postnorm+warmup", "rezero"])
+        for row in rows {
+            XCTAssertEqual(row["status"] as? String, "completed")
+            XCTAssertNotNil(row["test"] as? Double)
+            XCTAssertNotNil(row["stepsToTarget"] as? Int)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/ok/\(row["run"]!)/metrics.jsonl"))
+        }
+        let table = try String(contentsOfFile: dir + "/ok/compare.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| postnorm+warmup |") && table.contains("| 1.00× |"), table)
+
+        // An absurd learning rate blows training up: the run is stopped and reported, not crashed.
+        let blown = try rezero(common + ["--runs", "rezero-alpha1", "--steps", "200", "--lr", "100", "--diverge-patience", "5",
+                                         "--out", dir + "/blown"])
+        XCTAssertEqual(blown.status, 0, blown.stderr)
+        XCTAssertTrue(blown.stdout.contains("training diverged at step"), blown.stdout)
+        XCTAssertTrue(blown.stdout.contains("| diverged at step"), blown.stdout)
+
+        let bad = try rezero(common + ["--runs", "rezero+cooldown", "--out", dir + "/bad"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--runs: 'rezero+cooldown'"), bad.stderr)
+    }
+}

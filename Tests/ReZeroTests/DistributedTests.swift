@@ -69,6 +69,15 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(leftovers.contains("rz"), "namespaces left behind: \(leftovers)")
     }
 
+    /// Overlapping the all-reduce with backward changes when the sums happen, not what they are.
+    func testOverlappedAllReduceMatchesTheSequentialOne() throws {
+        let dir = Paths.temporaryDirectory("overlap")
+        _ = try train(ranks: 2, runDir: dir + "/overlap")
+        _ = try train(ranks: 2, runDir: dir + "/sequential", extra: ["--no-overlap"])
+        XCTAssertEqual(try losses(dir + "/overlap"), try losses(dir + "/sequential"))
+        XCTAssertEqual(try finalTensors(dir + "/overlap"), try finalTensors(dir + "/sequential"))
+    }
+
     func testRankWithDifferentConfigurationStopsTheJob() throws {
         let dir = Paths.temporaryDirectory("mismatch")
         var flags = ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]

@@ -23,7 +23,11 @@ final class KernelGradientTests: XCTestCase {
     }
 
     func testAttention() {
-        let shape = Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2)
+        // Blocks of 2 rows over 5 positions: full, partial and diagonal blocks all occur.
+        for block in [2, 64] { checkAttention(Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2, block: block)) }
+    }
+
+    func checkAttention(_ shape: Attention.Shape) {
         let n = shape.batch * shape.sequence
         let qkv = Buffer(n * 3 * shape.width, seed: 5)
         let out = Buffer(zeros: n * shape.width), probs = Buffer(zeros: shape.batch * shape.heads * 25)
@@ -36,7 +40,7 @@ final class KernelGradientTests: XCTestCase {
         let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: 25)
         Attention.backward(dqkv: dqkv.pointer, dOut: upstream.pointer, qkv: qkv.pointer,
                            probabilities: probs.pointer, scratch: scratch.pointer, shape: shape)
-        XCTAssertLessThan(relativeError(dqkv.array, numericGradient(of: qkv, loss)), tolerance)
+        XCTAssertLessThan(relativeError(dqkv.array, numericGradient(of: qkv, loss)), tolerance, "block \(shape.block)")
         // Causality: output at position t must not depend on later positions.
         let before = out.array
         qkv.pointer[(shape.sequence - 1) * 3 * shape.width] += 1  // Q of the last position of sequence 0

@@ -18,7 +18,7 @@ public final class Collective {
     public let size: Int
     /// Ranks sharing this node (for the default BLAS thread count).
     public let ranksOnNode: Int
-    private let world: MPI_Comm
+    fileprivate let world: MPI_Comm
     private let usesMPI: Bool
 
     public var isRoot: Bool { rank == 0 }
@@ -105,6 +105,43 @@ public final class Collective {
         try Self.check("MPI_Barrier", MPI_Barrier(world))
     }
 
+    /// In-place sums started one part at a time and completed together: the gradient all-reduce
+    /// overlapped with backward. MPI moves data only inside MPI calls, so `progress()` is called
+    /// between pieces of backward work.
+    public final class OverlappedSum {
+        private let collective: Collective
+        private var requests: [MPI_Request?] = []
+        private var failure: Error?
+
+        public init(_ collective: Collective, capacity: Int) {
+            self.collective = collective
+            requests.reserveCapacity(capacity)
+        }
+
+        public func start(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+            guard failure == nil, count > 0 else { return }
+            var request: MPI_Request? = nil
+            let code = MPI_Iallreduce(rezero_mpi_in_place(), buffer, Int32(count), rezero_mpi_float(),
+                                      rezero_mpi_sum(), collective.world, &request)
+            if code != rezero_mpi_success() { failure = MPIError(call: "MPI_Iallreduce", code: code) }
+            requests.append(request)
+        }
+
+        public func progress() {
+            guard failure == nil, !requests.isEmpty else { return }
+            var done: Int32 = 0
+            let code = MPI_Testall(Int32(requests.count), &requests, &done, rezero_mpi_statuses_ignore())
+            if code != rezero_mpi_success() { failure = MPIError(call: "MPI_Testall", code: code) }
+        }
+
+        /// Waits for every sum started; rethrows the first MPI error met on the way.
+        public func finish() throws {
+            defer { requests.removeAll(keepingCapacity: true) }
+            if let failure { throw failure }
+            try Collective.check("MPI_Waitall", MPI_Waitall(Int32(requests.count), &requests, rezero_mpi_statuses_ignore()))
+        }
+    }
+
     public enum ReduceOp {
         case sum, max, min
         var mpi: MPI_Op {
@@ -116,7 +153,7 @@ public final class Collective {
         }
     }
 
-    private static func check(_ call: String, _ code: Int32) throws {
+    fileprivate static func check(_ call: String, _ code: Int32) throws {
         if code != rezero_mpi_success() { throw MPIError(call: call, code: code) }
     }
 }

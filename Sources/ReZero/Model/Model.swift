@@ -18,6 +18,12 @@ public final class Model<S: TensorScalar> {
 
     /// When set, every activation and gradient is checked for NaN/Inf; the step is for messages.
     public var debugStep: Int?
+    /// Query rows per block of the causal attention products (a speed knob; the function is the same).
+    public var attentionBlock = 64
+    /// Called during backward as each part's gradients become final — the head, then each layer
+    /// from the last, then the embeddings (together, the whole buffer) — and with an empty range
+    /// midway through each layer; the trainer starts and drives the all-reduce from here.
+    public var gradientsReady: ((Range<Int>) -> Void)?
 
     public init(config: ModelConfig, seed: UInt64) {
         self.config = config
@@ -176,12 +182,15 @@ public final class Model<S: TensorScalar> {
                                rstd: ws.finalRstd, weight: parameters + w, rows: n, width: d)
         }
         try check("∂head input", nil, ws.dResidual, n * d)
+        gradientsReady?(layout.headRange)
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             try layerBackward(l, ws)
+            gradientsReady?(layout.layerRange(l))
         }
         Embedding.backward(dTokenTable: gradients + layout.tokenEmbedding,
                            dPositionTable: gradients + layout.positionEmbedding, dx: ws.dResidual,
                            tokens: ws.tokens, batch: ws.batch, sequence: ws.sequence, width: d)
+        gradientsReady?(layout.embeddingRange)
     }
 
     /// On entry ws.dResidual = ∂L/∂(layer output); on exit ∂L/∂(layer input), updated in place.
@@ -196,6 +205,7 @@ public final class Model<S: TensorScalar> {
             let alpha = parameters[o.alpha!]
             var dAlpha = Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.ffnOut, alpha: alpha, count: count)
             ffnBackward(l, input: a.mid, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
+            gradientsReady?(0..<0)
             dAlpha += Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.attnOut, alpha: alpha, count: count)
             attentionBackward(l, input: x, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
             gradients[o.alpha!] += dAlpha
@@ -203,6 +213,7 @@ public final class Model<S: TensorScalar> {
             ffnBackward(l, input: a.norm2, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
             normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: a.mid, a.mean2, a.rstd2,
                          o.norm2Weight!, o.norm2Bias!, n)
+            gradientsReady?(0..<0)
             attentionBackward(l, input: a.norm1, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
             normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: x, a.mean1, a.rstd1,
                          o.norm1Weight!, o.norm1Bias!, n)
@@ -211,6 +222,7 @@ public final class Model<S: TensorScalar> {
             normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum2, a.mean2, a.rstd2,
                          o.norm2Weight!, o.norm2Bias!, n)
             ffnBackward(l, input: a.mid, dOut: dr, dInput: dr, accumulate: true, ws)
+            gradientsReady?(0..<0)
             normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum1, a.mean1, a.rstd1,
                          o.norm1Weight!, o.norm1Bias!, n)
             attentionBackward(l, input: x, dOut: dr, dInput: dr, accumulate: true, ws)
@@ -258,7 +270,8 @@ public final class Model<S: TensorScalar> {
     }
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
-        Attention.Shape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads)
+        Attention.Shape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads,
+                        block: attentionBlock)
     }
 
     // MARK: Debug checks

@@ -68,6 +68,17 @@ public struct ParameterLayout: Sendable {
 
     public var alphaOffsets: [Int] { layers.compactMap(\.alpha) }
 
+    // Contiguous parts of the buffer, in the order backward finishes them (for bucketed all-reduce).
+    public var embeddingRange: Range<Int> { 0..<layerStart(0) }
+    public func layerRange(_ l: Int) -> Range<Int> { layerStart(l)..<layerStart(l + 1) }
+    /// The final norm (if any) and the head.
+    public var headRange: Range<Int> { layerStart(layers.count)..<count }
+
+    private func layerStart(_ l: Int) -> Int {
+        guard l < layers.count else { return finalNormWeight ?? headWeight }
+        return layers[l].alpha ?? layers[l].norm1Weight ?? layers[l].qkvWeight
+    }
+
     public func tensor(named name: String) -> TensorSpec? { tensors.first { $0.name == name } }
 
     private mutating func add(_ name: String, _ shape: [Int], _ role: TensorSpec.Role) -> Int {

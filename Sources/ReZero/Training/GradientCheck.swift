@@ -12,6 +12,8 @@ public enum GradientCheck {
     public static func run(config: ModelConfig, batch: Int = 2, seed: UInt64 = 7, alpha: Double? = nil,
                            step: Double = 1e-4) throws -> [TensorResult] {
         let model = Model<Double>(config: config, seed: seed)
+        // Small attention blocks, so the check covers full, partial and diagonal blocks.
+        model.attentionBlock = 2
         // Move biases and norm parameters off their special init values to a generic point.
         for (index, spec) in model.layout.tensors.enumerated() where spec.role == .bias || spec.role == .norm {
             for i in 0..<spec.count {

@@ -32,8 +32,11 @@ public final class Trainer {
     let evaluator: Evaluator
     let log: (String) -> Void
     let microBatch: Int
+    private let overlappedSum: Collective.OverlappedSum
+    private let reduceWhenReady: (Range<Int>) -> Void
     private var metrics: FileHandle?
-    private var validHistory: [Int: Double] = [:]
+    /// Validation bits per byte by step, in the order measured.
+    public private(set) var validationHistory: [(step: Int, bitsPerByte: Double)] = []
     /// Timing of the last step, for `bench`.
     public private(set) var lastTiming = StepTiming()
 
@@ -60,6 +63,11 @@ public final class Trainer {
         workspace = Workspace<Float>(config: config.model, batch: microBatch, sequence: config.model.seqLen)
         evaluator = Evaluator(model: model, corpus: corpus, collective: collective, batch: microBatch)
         if debug { model.debugStep = 0 }
+        overlappedSum = Collective.OverlappedSum(collective, capacity: config.model.layers + 2)
+        reduceWhenReady = { [unowned model, overlappedSum] range in
+            overlappedSum.start(model.gradients + range.lowerBound, count: range.count)
+            overlappedSum.progress()
+        }
         try agreeAcrossRanks()
         if let resume {
             try resume.restore(parameters: model.parameters, layout: model.layout, optimizer: optimizer)
@@ -106,7 +114,11 @@ public final class Trainer {
         model.zeroGradients()
         var scalars = [0.0, Double(stopSignalled)]
         let lossScale = 1 / Float(workspace.rows * config.accumSteps * collective.size)
+        // Debug mode checks the gradients before they are reduced, so it does not overlap.
+        let overlap = config.overlapCommunication && collective.size > 1 && model.debugStep == nil
         for micro in 0..<config.accumSteps {
+            // Each part's gradient is final once the last micro-batch's backward has passed it.
+            model.gradientsReady = overlap && micro == config.accumSteps - 1 ? reduceWhenReady : nil
             let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
             corpus.fillTrainingBatch(tokens: workspace.tokens, targets: workspace.targets, seed: config.seed,
                                      step: s, first: first, count: microBatch, sequence: config.model.seqLen)
@@ -116,7 +128,11 @@ public final class Trainer {
             timing.backward += clock.lap()
         }
         try model.checkGradients()
-        try collective.allReduceSum(model.gradients, count: model.parameterCount)
+        if overlap {
+            try overlappedSum.finish()
+        } else {
+            try collective.allReduceSum(model.gradients, count: model.parameterCount)
+        }
         try collective.allReduce(&scalars, .sum)
         timing.allReduce = clock.lap()
         let loss = scalars[0] / Double(config.accumSteps * collective.size)
@@ -142,6 +158,8 @@ public final class Trainer {
         let tokensPerStep = config.batchSize * config.model.seqLen
         log("training \(config.model.variant.rawValue): \(config.model.layers) layers, d=\(config.model.dModel), \(config.model.heads) heads, \(model.parameterCount.formatted()) parameters; \(collective.size) rank(s) × \(BLAS.threads) BLAS thread(s); global batch \(config.batchSize) × \(config.model.seqLen) = \(tokensPerStep) tokens/step (\(microBatch) per micro-batch × \(config.accumSteps) accumulation step(s) per rank)")
         var lastLoss: Double?
+        var initialLoss: Double?
+        var stepsAboveInitial = 0
         var windowStart = Date()
         var windowSteps = 0
         let runStart = Date()
@@ -152,10 +170,18 @@ public final class Trainer {
             lastLoss = loss
             windowSteps += 1
             let s = state.step
-            if !loss.isFinite {
+            initialLoss = initialLoss ?? loss
+            stepsAboveInitial = loss > initialLoss! ? stepsAboveInitial + 1 : 0
+            let sustained = config.divergencePatience > 0 && stepsAboveInitial >= config.divergencePatience
+            if !loss.isFinite || sustained {
                 status = .diverged
-                message = "training diverged at step \(s): loss is \(loss) (run with --debug to find the first non-finite tensor)"
+                message = loss.isFinite
+                    ? String(format: "training diverged at step %d: loss %.4f has stayed above the first step's %.4f for %d steps",
+                             s, loss, initialLoss!, stepsAboveInitial)
+                    : "training diverged at step \(s): loss is \(loss) (run with --debug to find the first non-finite tensor)"
                 log(message!)
+                // JSON has no NaN: a non-finite loss is written as null.
+                writeMetrics(["step": s, "diverged": true, "loss": loss.isFinite ? loss : NSNull()])
                 break
             }
             if s % config.logEvery == 0 || s == config.steps || s == start + 1 {
@@ -189,6 +215,7 @@ public final class Trainer {
         if collective.isRoot, let runDirectory {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try AtomicFile.write(try encoder.encode(summary), to: runDirectory + "/summary.json")
         }
         return summary
@@ -216,7 +243,7 @@ public final class Trainer {
     @discardableResult
     public func evaluate() throws -> Double {
         let bpb = try evaluator.bitsPerByte(.valid, limit: config.evalBytes > 0 ? config.evalBytes : nil)
-        validHistory[state.step] = bpb
+        validationHistory.append((state.step, bpb))
         if bpb < (state.bestValidBitsPerByte ?? .infinity) { state.bestValidBitsPerByte = bpb }
         var line = String(format: "step %d | valid bpb %.4f", state.step, bpb)
         if let h = corpus.entropyRate { line += String(format: " (source entropy rate %.4f, gap %.4f)", h, bpb - h) }
@@ -275,7 +302,7 @@ public final class Trainer {
             do {
                 try Checkpoint.save(path: candidate, config: config, state: state, layout: model.layout,
                                     parameters: model.parameters, optimizer: optimizer)
-                try CheckpointDirectory(runDirectory).commit(candidate, validBitsPerByte: validHistory[state.step],
+                try CheckpointDirectory(runDirectory).commit(candidate, validBitsPerByte: validationHistory.last { $0.step == state.step }?.bitsPerByte,
                                                              keep: config.keep)
                 path = candidate
                 log("checkpoint \(candidate)")

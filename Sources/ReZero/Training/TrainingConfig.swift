@@ -26,6 +26,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var checkpointEvery = 500
     /// Checkpoints kept: the newest this many, plus the best by validation bits per byte.
     public var keep = 2
+    /// Overlap the gradient all-reduce with backward (same sums, so the same model; a speed knob).
+    public var overlapCommunication = true
+    /// Training counts as diverged when the loss stays above the first step's loss for this many
+    /// consecutive steps (0: only a non-finite loss counts).
+    public var divergencePatience = 100
 
     public init() {}
 
@@ -51,6 +56,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(checkEvery >= 0, "--check-every", checkEvery, "must be non-negative")
         try require(checkpointEvery >= 0, "--ckpt-every", checkpointEvery, "must be non-negative")
         try require(keep >= 1, "--keep", keep, "must be at least 1")
+        try require(divergencePatience >= 0, "--diverge-patience", divergencePatience, "must be non-negative")
     }
 
     public func json(pretty: Bool = false) -> String { canonicalJSON(self, pretty: pretty) }
