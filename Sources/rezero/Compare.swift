@@ -104,16 +104,11 @@ struct Compare: ParsableCommand {
 
         """
         for r in rows {
-            let speedup = zip(reference, r.stepsToTarget).map { String(format: "%.2f×", Double($0) / Double($1)) } ?? "–"
+            let speedup = both(reference, r.stepsToTarget).map { String(format: "%.2f×", Double($0) / Double($1)) } ?? "–"
             let status = r.status == "completed" ? "completed" : "\(r.status) at step \(r.steps)"
             out += "| \(r.run) | \(r.stepsToTarget.map(String.init) ?? "not reached") | \(r.tokensToTarget.map { $0.formatted() } ?? "–") | "
             out += "\(number(r.secondsToTarget, "%.0f s")) | \(speedup) | \(number(r.finalValid)) | \(number(r.test)) | \(status) |\n"
         }
         return out
     }
-}
-
-private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
-    guard let a, let b else { return nil }
-    return (a, b)
 }

@@ -129,6 +129,23 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(r.mfu, 1)
     }
 
+    /// The steady-state training step allocates nothing: bench counts every malloc of the process
+    /// (BLAS included) over its measured steps with a preloaded counter.
+    func testTrainingStepMakesNoHeapAllocations() throws {
+        let dir = Paths.temporaryDirectory("malloc")
+        let source = Paths.packageRoot.appendingPathComponent("Tests/Support/malloc_counter.c").path
+        let compile = try runProcess("/usr/bin/env", ["cc", "-O2", "-shared", "-fPIC", "-o", dir + "/counter.so", source])
+        guard compile.status == 0 else { throw XCTSkip("no C compiler to build the malloc counter: \(compile.stderr)") }
+        for variant in ["rezero", "prenorm"] {
+            let result = try runProcess(Paths.rezero, ["bench", "--layers", "2", "--d-model", "32", "--heads", "2", "--seq-len", "32",
+                                                       "--batch-size", "4", "--steps", "3", "--threads", "1", "--variant", variant, "--json"],
+                                        environment: ["LD_PRELOAD": dir + "/counter.so"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let r = try JSONDecoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+            XCTAssertEqual(r.heapAllocationsPerStep, 0, variant)
+        }
+    }
+
     /// The genuine enwik8 prefix: a short run must learn well below the 8 bits/byte of ignorance.
     func testTrainsOnEnwik8Prefix() throws {
         guard FileManager.default.fileExists(atPath: Paths.enwik8Prefix) else {

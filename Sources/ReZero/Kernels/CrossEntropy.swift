@@ -45,8 +45,7 @@ public enum Softmax {
     public static func rowBackward<S: TensorScalar>(
         _ d: UnsafeMutablePointer<S>, probabilities p: UnsafePointer<S>, count: Int
     ) {
-        var dot: S = 0
-        for i in 0..<count { dot += p[i] * d[i] }
+        let dot = S.dot(count, p, d)
         for i in 0..<count { d[i] = p[i] * (d[i] - dot) }
     }
 }

@@ -15,11 +15,7 @@ public enum Residual {
         dBranch: UnsafeMutablePointer<S>, dy: UnsafePointer<S>, branch f: UnsafePointer<S>,
         alpha: S, count: Int
     ) -> S {
-        var dAlpha: S = 0
-        for i in 0..<count {
-            dAlpha += dy[i] * f[i]
-            dBranch[i] = alpha * dy[i]
-        }
-        return dAlpha
+        for i in 0..<count { dBranch[i] = alpha * dy[i] }
+        return S.dot(count, dy, f)
     }
 }

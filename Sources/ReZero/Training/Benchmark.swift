@@ -33,7 +33,17 @@ public enum Benchmark {
         public var modelGflops: Double, sgemmPeakGflops: Double, mfu: Double
         public var forwardSeconds: Double, backwardSeconds: Double, allReduceSeconds: Double, optimizerSeconds: Double
         public var stepSeconds: Double
+        /// Time inside sgemm per step (rank 0); the rest of forward + backward is the Swift kernels.
+        public var sgemmSeconds: Double
         public var peakRSSBytes: Int, countedBytes: Int
+        /// Heap allocations per measured step on rank 0, when a counter is preloaded (nil otherwise).
+        public var heapAllocationsPerStep: Double?
+    }
+
+    /// The allocation count of Tests/Support/malloc_counter.c when it is preloaded.
+    static func mallocCalls() -> Int? {
+        guard let symbol = dlsym(nil, "rezero_malloc_calls") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) () -> Int).self)()
     }
 
     /// Times `steps` training steps after `warmupSteps`, averaging the per-phase split; the
@@ -46,12 +56,17 @@ public enum Benchmark {
         for _ in 0..<warmupSteps { try trainer.step() }
         var split = [0.0, 0.0, 0.0, 0.0]
         try collective.barrier()
+        GemmTimer.seconds = 0
+        GemmTimer.isEnabled = true
+        let allocationsBefore = mallocCalls()
+        defer { GemmTimer.isEnabled = false }
         var clock = Clock()
         for _ in 0..<steps {
             try trainer.step()
             let t = trainer.lastTiming
             split[0] += t.forward; split[1] += t.backward; split[2] += t.allReduce; split[3] += t.optimizer
         }
+        let allocations = both(allocationsBefore, mallocCalls()).map { Double($1 - $0) / Double(steps) }
         try collective.barrier()
         let wall = clock.lap() / Double(steps)
         try collective.allReduce(&split, .max)
@@ -63,6 +78,13 @@ public enum Benchmark {
                       modelGflops: gflops, sgemmPeakGflops: peaks[0], mfu: gflops / peaks[0],
                       forwardSeconds: split[0] / Double(steps), backwardSeconds: split[1] / Double(steps),
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
-                      stepSeconds: wall, peakRSSBytes: peakResidentBytes(), countedBytes: counted)
+                      stepSeconds: wall, sgemmSeconds: GemmTimer.seconds / Double(steps), peakRSSBytes: peakResidentBytes(), countedBytes: counted,
+                      heapAllocationsPerStep: allocations)
     }
+}
+
+/// Both values, or nil when either is missing.
+public func both<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
+    guard let a, let b else { return nil }
+    return (a, b)
 }

@@ -34,6 +34,8 @@ public final class Trainer {
     let microBatch: Int
     private let overlappedSum: Collective.OverlappedSum
     private let reduceWhenReady: (Range<Int>) -> Void
+    /// Allocated once: the step allocates nothing.
+    private var stepScalars = [0.0, 0.0]
     private var metrics: FileHandle?
     /// Validation bits per byte by step, in the order measured.
     public private(set) var validationHistory: [(step: Int, bitsPerByte: Double)] = []
@@ -112,7 +114,9 @@ public final class Trainer {
         var timing = StepTiming()
         var clock = Clock()
         model.zeroGradients()
-        var scalars = [0.0, Double(stopSignalled)]
+        // Summed over ranks with the step: [loss, stop requested].
+        stepScalars[0] = 0
+        stepScalars[1] = Double(stopSignalled)
         let lossScale = 1 / Float(workspace.rows * config.accumSteps * collective.size)
         // Debug mode checks the gradients before they are reduced, so it does not overlap.
         let overlap = config.overlapCommunication && collective.size > 1 && model.debugStep == nil
@@ -122,7 +126,7 @@ public final class Trainer {
             let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
             corpus.fillTrainingBatch(tokens: workspace.tokens, targets: workspace.targets, seed: config.seed,
                                      step: s, first: first, count: microBatch, sequence: config.model.seqLen)
-            scalars[0] += try model.forward(workspace)
+            stepScalars[0] += try model.forward(workspace)
             timing.forward += clock.lap()
             try model.backward(workspace, lossScale: lossScale)
             timing.backward += clock.lap()
@@ -133,9 +137,9 @@ public final class Trainer {
         } else {
             try collective.allReduceSum(model.gradients, count: model.parameterCount)
         }
-        try collective.allReduce(&scalars, .sum)
+        try collective.allReduce(&stepScalars, .sum)
         timing.allReduce = clock.lap()
-        let loss = scalars[0] / Double(config.accumSteps * collective.size)
+        let loss = stepScalars[0] / Double(config.accumSteps * collective.size)
         let norm = globalNorm(model.gradients, count: model.parameterCount)
         if config.clip > 0 && norm > config.clip {
             let scale = Float(config.clip / norm)
@@ -147,7 +151,7 @@ public final class Trainer {
         lastTiming = timing
         state.step = s
         state.tokensSeen += config.batchSize * config.model.seqLen
-        return (loss, norm, scalars[1] > 0)
+        return (loss, norm, stepScalars[1] > 0)
     }
 
     // MARK: The loop
