@@ -46,9 +46,11 @@ struct Bench: ParsableCommand {
                     print(String(format: "step            %.1f ms = forward %.1f + backward %.1f + all-reduce %.1f + optimizer %.1f",
                                  1000 * r.stepSeconds, 1000 * r.forwardSeconds, 1000 * r.backwardSeconds,
                                  1000 * r.allReduceSeconds, 1000 * r.optimizerSeconds))
-                    let kernels = r.forwardSeconds + r.backwardSeconds - r.sgemmSeconds
-                    print(String(format: "forward+backward: sgemm %.1f ms, Swift kernels (generic code specialized for Float) %.1f ms = %.1f%% of the step",
-                                 1000 * r.sgemmSeconds, 1000 * kernels, 100 * kernels / r.stepSeconds))
+                    if let sgemm = r.sgemmSeconds {
+                        let kernels = r.forwardSeconds + r.backwardSeconds - sgemm
+                        print(String(format: "forward+backward: sgemm %.1f ms, Swift kernels (generic code specialized for Float) %.1f ms = %.1f%% of the step",
+                                     1000 * sgemm, 1000 * kernels, 100 * kernels / r.stepSeconds))
+                    }
                     if let allocations = r.heapAllocationsPerStep {
                         print(String(format: "heap allocations  %.1f per measured step (whole process, rank 0)", allocations))
                     }

@@ -24,7 +24,29 @@ final class KernelGradientTests: XCTestCase {
 
     func testAttention() {
         // Blocks of 2 rows over 5 positions: full, partial and diagonal blocks all occur.
-        for block in [2, 64] { checkAttention(Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2, block: block)) }
+        for block in [2, 64] {
+            for workers in [1, 2] {
+                checkAttention(Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2, block: block, workers: workers))
+            }
+        }
+    }
+
+    /// Sharing the (sequence, head) pairs among threads changes who computes, not what: Float
+    /// results are bit-identical.
+    func testThreadedAttentionIsBitIdentical() {
+        func run(workers: Int) -> [Float] {
+            let shape = Attention.Shape(batch: 3, sequence: 70, width: 16, heads: 4, block: 32, workers: workers)
+            let n = shape.batch * shape.sequence
+            let qkv = (0..<(n * 48)).map { Float(CounterRandom.normal(seed: 1, stream: 1, counter: UInt64($0))) }
+            let dOut = (0..<(n * 16)).map { Float(CounterRandom.normal(seed: 2, stream: 1, counter: UInt64($0))) }
+            var out = [Float](repeating: 0, count: n * 16), dqkv = [Float](repeating: 0, count: n * 48)
+            var probabilities = [Float](repeating: 0, count: 3 * 4 * 70 * 70)
+            var scratch = [Float](repeating: 0, count: workers * 70 * 70)
+            Attention.forward(&out, probabilities: &probabilities, qkv: qkv, shape: shape)
+            Attention.backward(dqkv: &dqkv, dOut: dOut, qkv: qkv, probabilities: probabilities, scratch: &scratch, shape: shape)
+            return out + dqkv
+        }
+        XCTAssertEqual(run(workers: 1), run(workers: 2))
     }
 
     func checkAttention(_ shape: Attention.Shape) {
@@ -37,10 +59,11 @@ final class KernelGradientTests: XCTestCase {
             return dot(out.pointer, upstream)
         }
         _ = loss()
-        let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: 25)
+        let dqkv = Buffer(zeros: qkv.count), scratch = Buffer(zeros: shape.workers * 25)
         Attention.backward(dqkv: dqkv.pointer, dOut: upstream.pointer, qkv: qkv.pointer,
                            probabilities: probs.pointer, scratch: scratch.pointer, shape: shape)
-        XCTAssertLessThan(relativeError(dqkv.array, numericGradient(of: qkv, loss)), tolerance, "block \(shape.block)")
+        XCTAssertLessThan(relativeError(dqkv.array, numericGradient(of: qkv, loss)), tolerance,
+                          "block \(shape.block), workers \(shape.workers)")
         // Causality: output at position t must not depend on later positions.
         let before = out.array
         qkv.pointer[(shape.sequence - 1) * 3 * shape.width] += 1  // Q of the last position of sequence 0
@@ -156,5 +179,23 @@ final class KernelGradientTests: XCTestCase {
             // ∂L/∂x is the upstream gradient itself.
             XCTAssertLessThan(relativeError(upstream.array, numericGradient(of: x, loss)), tolerance)
         }
+    }
+}
+
+final class FastMathTests: XCTestCase {
+    /// The Float softmax's polynomial exp stays within two ulps of libm over the range it meets.
+    func testFloatExponentialMatchesLibm() {
+        var x = (0..<200_000).map { Float(-87 * Double($0) / 200_000) }
+        let reference = x.map { Foundation.exp(Double($0)) }
+        Float.exponentiate(&x, count: x.count, shift: 0)
+        var worst = 0.0
+        for (value, exact) in zip(x, reference) where exact > 1e-37 {
+            worst = max(worst, abs(Double(value) - exact) / exact)
+        }
+        XCTAssertLessThan(worst, 2.5e-7)
+        var shifted: [Float] = [3, 1, -2]
+        Float.exponentiate(&shifted, count: 3, shift: 3)
+        XCTAssertEqual(shifted[0], 1)
+        XCTAssertEqual(Double(shifted[2]), Foundation.exp(-5), accuracy: 1e-7)
     }
 }

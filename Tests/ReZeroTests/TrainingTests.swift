@@ -50,6 +50,19 @@ final class TrainingTests: XCTestCase {
         for offset in trainer.model.layout.alphaOffsets { XCTAssertNotEqual(trainer.model.parameters[offset], 0) }
     }
 
+    /// The parts the overlapped all-reduce sends, in backward's order, tile the buffer exactly.
+    func testAllReduceBucketsTileTheParameterBuffer() {
+        for variant in Variant.allCases {
+            let layout = ParameterLayout(ModelConfig(layers: 3, dModel: 8, heads: 2, ffMult: 2, seqLen: 4, variant: variant))
+            var parts = [layout.headRange]
+            for l in (0..<3).reversed() { parts += [layout.feedForwardRange(l), layout.attentionRange(l)] }
+            parts.append(layout.embeddingRange)
+            XCTAssertEqual(parts.sorted { $0.lowerBound < $1.lowerBound }.flatMap { Array($0) }, Array(0..<layout.count), "\(variant)")
+            XCTAssertTrue(layout.feedForwardRange(1).contains(layout.tensor(named: "layers.1.ffn.fc2.bias")!.offset))
+            if let alpha = layout.layers[1].alpha { XCTAssertTrue(layout.attentionRange(1).contains(alpha)) }
+        }
+    }
+
     func testWeightDecayOnlyOnMatrices() {
         let layout = ParameterLayout(ModelConfig(layers: 1, dModel: 4, heads: 1, ffMult: 1, seqLen: 2, variant: .prenorm))
         var config = OptimizerConfig()

@@ -36,6 +36,9 @@ public final class Collective {
 
     /// Initializes MPI once per process; MPI errors are returned as codes, not fatal.
     public init(mpi: ()) throws {
+        // TCP transfers of the overlapped all-reduce keep moving between our MPI calls only with
+        // the TCP transport's own progress thread (off by default); a user's setting wins.
+        setenv("OMPI_MCA_btl_tcp_progress_thread", "1", 0)
         var argc: Int32 = 0
         var provided: Int32 = 0
         try Self.check("MPI_Init_thread", MPI_Init_thread(&argc, nil, Int32(MPI_THREAD_FUNNELED), &provided))

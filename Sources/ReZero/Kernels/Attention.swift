@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Causal multi-head self-attention core on a fused QKV buffer.
 ///
 /// `qkv` is [batch·seq, 3·width] with columns [Q | K | V], head h owning columns h·hd ..< (h+1)·hd
@@ -9,12 +11,16 @@ public enum Attention {
         public var batch: Int, sequence: Int, width: Int, heads: Int
         /// Query rows per block of the causal products.
         public var block: Int
-        public init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64) {
+        /// Threads sharing the (sequence, head) pairs, each running single-threaded sgemm: these
+        /// products are too small for BLAS's own threading to pay.
+        public var workers: Int
+        public init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, workers: Int = 1) {
             self.batch = batch
             self.sequence = sequence
             self.width = width
             self.heads = heads
             self.block = block
+            self.workers = workers
         }
         public var headWidth: Int { width / heads }
         public var scale: Double { 1 / Double(headWidth).squareRoot() }
@@ -31,66 +37,86 @@ public enum Attention {
         qkv: UnsafePointer<S>, shape: Shape
     ) {
         let t = shape.sequence, d = shape.width, hd = shape.headWidth, ld = 3 * d
-        for b in 0..<shape.batch {
-            for h in 0..<shape.heads {
-                let q = qkv + b * t * ld + h * hd, k = q + d, v = q + 2 * d
-                let p = probabilities + (b * shape.heads + h) * t * t
-                let o = out + b * t * d + h * hd
-                for start in stride(from: 0, to: t, by: shape.block) {
-                    let rows = shape.rows(from: start), keys = start + rows
-                    let pBlock = p + start * t
-                    S.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: S(shape.scale),
-                           a: q + start * ld, lda: ld, b: k, ldb: ld, beta: 0, c: pBlock, ldc: t)
-                    for i in start..<keys {
-                        let row = p + i * t
-                        Softmax.row(row, count: i + 1)
-                        (row + i + 1).update(repeating: 0, count: keys - i - 1)
-                    }
-                    S.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: 1,
-                           a: pBlock, lda: t, b: v, ldb: ld, beta: 0, c: o + start * d, ldc: d)
+        shape.forEachPair { b, h, _ in
+            let q = qkv + b * t * ld + h * hd, k = q + d, v = q + 2 * d
+            let p = probabilities + (b * shape.heads + h) * t * t
+            let o = out + b * t * d + h * hd
+            for start in stride(from: 0, to: t, by: shape.block) {
+                let rows = shape.rows(from: start), keys = start + rows
+                let pBlock = p + start * t
+                S.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: S(shape.scale),
+                       a: q + start * ld, lda: ld, b: k, ldb: ld, beta: 0, c: pBlock, ldc: t)
+                for i in start..<keys {
+                    let row = p + i * t
+                    Softmax.row(row, count: i + 1)
+                    (row + i + 1).update(repeating: 0, count: keys - i - 1)
                 }
+                S.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: 1,
+                       a: pBlock, lda: t, b: v, ldb: ld, beta: 0, c: o + start * d, ldc: d)
             }
         }
     }
 
-    /// Writes dqkv from dOut; `scratch` holds seq·seq elements.
+    /// Writes dqkv from dOut; `scratch` holds workers·seq·seq elements.
     @inline(__always)
     public static func backward<S: TensorScalar>(
         dqkv: UnsafeMutablePointer<S>, dOut: UnsafePointer<S>, qkv: UnsafePointer<S>,
-        probabilities: UnsafePointer<S>, scratch dS: UnsafeMutablePointer<S>, shape: Shape
+        probabilities: UnsafePointer<S>, scratch: UnsafeMutablePointer<S>, shape: Shape
     ) {
         let t = shape.sequence, d = shape.width, hd = shape.headWidth, ld = 3 * d
         let scale = S(shape.scale)
         // Last block first: it meets every key, so its dK and dV products initialize all rows
         // (beta 0) and the earlier blocks add to their prefixes.
-        for b in 0..<shape.batch {
-            for h in 0..<shape.heads {
-                let offset = b * t * ld + h * hd
-                let q = qkv + offset, k = q + d, v = q + 2 * d
-                let dq = dqkv + offset, dk = dq + d, dv = dq + 2 * d
-                let dO = dOut + b * t * d + h * hd
-                let p = probabilities + (b * shape.heads + h) * t * t
-                for start in stride(from: shape.lastBlockStart, through: 0, by: -shape.block) {
-                    let rows = shape.rows(from: start), keys = start + rows
-                    let beta: S = start == shape.lastBlockStart ? 0 : 1
-                    let dSBlock = dS + start * t, pBlock = p + start * t
-                    // dP = dO Vᵀ, dV += Pᵀ dO
-                    S.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: 1,
-                           a: dO + start * d, lda: d, b: v, ldb: ld, beta: 0, c: dSBlock, ldc: t)
-                    S.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: 1,
-                           a: pBlock, lda: t, b: dO + start * d, ldb: d, beta: beta, c: dv, ldc: ld)
-                    for i in start..<keys {
-                        let row = dS + i * t
-                        Softmax.rowBackward(row, probabilities: p + i * t, count: i + 1)
-                        (row + i + 1).update(repeating: 0, count: keys - i - 1)
-                    }
-                    // dQ = dS K · scale, dK += dSᵀ Q · scale
-                    S.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: scale,
-                           a: dSBlock, lda: t, b: k, ldb: ld, beta: 0, c: dq + start * ld, ldc: ld)
-                    S.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: scale,
-                           a: dSBlock, lda: t, b: q + start * ld, ldb: ld, beta: beta, c: dk, ldc: ld)
+        shape.forEachPair { b, h, worker in
+            let dS = scratch + worker * t * t
+            let offset = b * t * ld + h * hd
+            let q = qkv + offset, k = q + d, v = q + 2 * d
+            let dq = dqkv + offset, dk = dq + d, dv = dq + 2 * d
+            let dO = dOut + b * t * d + h * hd
+            let p = probabilities + (b * shape.heads + h) * t * t
+            for start in stride(from: shape.lastBlockStart, through: 0, by: -shape.block) {
+                let rows = shape.rows(from: start), keys = start + rows
+                let beta: S = start == shape.lastBlockStart ? 0 : 1
+                let dSBlock = dS + start * t, pBlock = p + start * t
+                // dP = dO Vᵀ, dV += Pᵀ dO
+                S.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: 1,
+                       a: dO + start * d, lda: d, b: v, ldb: ld, beta: 0, c: dSBlock, ldc: t)
+                S.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: 1,
+                       a: pBlock, lda: t, b: dO + start * d, ldb: d, beta: beta, c: dv, ldc: ld)
+                for i in start..<keys {
+                    let row = dS + i * t
+                    Softmax.rowBackward(row, probabilities: p + i * t, count: i + 1)
+                    (row + i + 1).update(repeating: 0, count: keys - i - 1)
                 }
+                // dQ = dS K · scale, dK += dSᵀ Q · scale
+                S.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: scale,
+                       a: dSBlock, lda: t, b: k, ldb: ld, beta: 0, c: dq + start * ld, ldc: ld)
+                S.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: scale,
+                       a: dSBlock, lda: t, b: q + start * ld, ldb: ld, beta: beta, c: dk, ldc: ld)
             }
         }
+    }
+}
+
+extension Attention.Shape {
+    /// Runs body(sequence, head, worker) for every pair; pairs write disjoint memory, so the
+    /// result does not depend on how they are shared out.
+    @inline(__always)
+    func forEachPair(_ body: (Int, Int, Int) -> Void) {
+        let pairs = batch * heads
+        guard workers > 1 && pairs > 1 else {
+            for pair in 0..<pairs { body(pair / heads, pair % heads, 0) }
+            return
+        }
+        let saved = BLAS.threads, timing = GemmTimer.isEnabled
+        BLAS.threads = 1
+        // The timer is one unsynchronized sum: it sits out the threaded section.
+        GemmTimer.isEnabled = false
+        GemmTimer.missedThreadedCalls = GemmTimer.missedThreadedCalls || timing
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for pair in stride(from: worker, to: pairs, by: workers) { body(pair / heads, pair % heads, worker) }
+        }
+        GemmTimer.isEnabled = timing
+        BLAS.threads = saved
     }
 }

@@ -34,9 +34,8 @@ public enum Softmax {
     public static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) {
         var m = x[0]
         for i in 1..<count where x[i] > m { m = x[i] }
-        var sum: S = 0
-        for i in 0..<count { let e = S.exp(x[i] - m); x[i] = e; sum += e }
-        let inv = 1 / sum
+        S.exponentiate(x, count: count, shift: m)
+        let inv = 1 / S.absoluteSum(count, x)
         for i in 0..<count { x[i] *= inv }
     }
 

@@ -15,6 +15,12 @@ public protocol TensorScalar: Real, BinaryFloatingPoint, Sendable {
 
     /// Σ x[i]·y[i] through BLAS (a vectorized reduction; Swift keeps strict left-to-right order).
     static func dot(_ count: Int, _ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>) -> Self
+
+    /// Σ |x[i]| through BLAS.
+    static func absoluteSum(_ count: Int, _ x: UnsafePointer<Self>) -> Self
+
+    /// x[i] ← exp(x[i] − shift), for shift ≥ every x[i] (the softmax's use).
+    static func exponentiate(_ x: UnsafeMutablePointer<Self>, count: Int, shift: Self)
 }
 
 @inline(__always)
@@ -39,6 +45,33 @@ extension Float: TensorScalar {
     public static func dot(_ count: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
         cblas_sdot(Int32(count), x, 1, y, 1)
     }
+
+    @inline(__always)
+    public static func absoluteSum(_ count: Int, _ x: UnsafePointer<Float>) -> Float {
+        cblas_sasum(Int32(count), x, 1)
+    }
+
+    /// Cephes' single-precision exp (within 1.2e-7 relative of libm on [−87, 0]) in a form LLVM
+    /// vectorizes: a degree-6 polynomial on the reduced argument, 2ᵏ built from its exponent bits.
+    @inline(__always)
+    public static func exponentiate(_ x: UnsafeMutablePointer<Float>, count: Int, shift: Float) {
+        let roundingBias: Float = 12_582_912  // 1.5·2²³: adding it rounds to an integer in the low bits
+        for i in 0..<count {
+            let v = Swift.max(x[i] - shift, -87)
+            let t = v * 1.442_695_04 + roundingBias
+            let k = t - roundingBias
+            let r = v - k * 0.693_359_375 + k * 2.121_944_4e-4
+            var p: Float = 1.987_569_15e-4
+            p = p * r + 1.398_199_95e-3
+            p = p * r + 8.333_451_9e-3
+            p = p * r + 4.166_579_59e-2
+            p = p * r + 1.666_666_55e-1
+            p = p * r + 5.000_000_12e-1
+            p = p * r * r + r + 1
+            let exponent = Int32(bitPattern: t.bitPattern) &- 0x4B40_0000 &+ 127
+            x[i] = p * Float(bitPattern: UInt32(bitPattern: exponent) &<< 23)
+        }
+    }
 }
 
 extension Double: TensorScalar {
@@ -58,6 +91,17 @@ extension Double: TensorScalar {
     public static func dot(_ count: Int, _ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>) -> Double {
         cblas_ddot(Int32(count), x, 1, y, 1)
     }
+
+    @inline(__always)
+    public static func absoluteSum(_ count: Int, _ x: UnsafePointer<Double>) -> Double {
+        cblas_dasum(Int32(count), x, 1)
+    }
+
+    /// libm's exp: the gradient checks want Double's full accuracy.
+    @inline(__always)
+    public static func exponentiate(_ x: UnsafeMutablePointer<Double>, count: Int, shift: Double) {
+        for i in 0..<count { x[i] = Double.exp(x[i] - shift) }
+    }
 }
 
 /// BLAS thread control (OpenBLAS).
@@ -72,4 +116,6 @@ public enum BLAS {
 public enum GemmTimer {
     nonisolated(unsafe) public static var isEnabled = false
     nonisolated(unsafe) public static var seconds = 0.0
+    /// Set when threaded attention ran while timing: `seconds` then misses those products.
+    nonisolated(unsafe) public static var missedThreadedCalls = false
 }

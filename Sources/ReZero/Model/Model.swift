@@ -20,9 +20,10 @@ public final class Model<S: TensorScalar> {
     public var debugStep: Int?
     /// Query rows per block of the causal attention products (a speed knob; the function is the same).
     public var attentionBlock = 64
-    /// Called during backward as each part's gradients become final — the head, then each layer
-    /// from the last, then the embeddings (together, the whole buffer) — and with an empty range
-    /// midway through each layer; the trainer starts and drives the all-reduce from here.
+    /// Called during backward as each part's gradients become final — the head, then for each
+    /// layer from the last its feed-forward part and its attention part, then the embeddings
+    /// (together, the whole buffer) — and with an empty range between the products inside a
+    /// layer; the trainer starts and drives the all-reduce here.
     public var gradientsReady: ((Range<Int>) -> Void)?
 
     public init(config: ModelConfig, seed: UInt64) {
@@ -185,7 +186,7 @@ public final class Model<S: TensorScalar> {
         gradientsReady?(layout.headRange)
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             try layerBackward(l, ws)
-            gradientsReady?(layout.layerRange(l))
+            gradientsReady?(layout.attentionRange(l))
         }
         Embedding.backward(dTokenTable: gradients + layout.tokenEmbedding,
                            dPositionTable: gradients + layout.positionEmbedding, dx: ws.dResidual,
@@ -205,7 +206,7 @@ public final class Model<S: TensorScalar> {
             let alpha = parameters[o.alpha!]
             var dAlpha = Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.ffnOut, alpha: alpha, count: count)
             ffnBackward(l, input: a.mid, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
-            gradientsReady?(0..<0)
+            gradientsReady?(layout.feedForwardRange(l))
             dAlpha += Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.attnOut, alpha: alpha, count: count)
             attentionBackward(l, input: x, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
             gradients[o.alpha!] += dAlpha
@@ -213,7 +214,7 @@ public final class Model<S: TensorScalar> {
             ffnBackward(l, input: a.norm2, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
             normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: a.mid, a.mean2, a.rstd2,
                          o.norm2Weight!, o.norm2Bias!, n)
-            gradientsReady?(0..<0)
+            gradientsReady?(layout.feedForwardRange(l))
             attentionBackward(l, input: a.norm1, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
             normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: x, a.mean1, a.rstd1,
                          o.norm1Weight!, o.norm1Bias!, n)
@@ -222,7 +223,7 @@ public final class Model<S: TensorScalar> {
             normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum2, a.mean2, a.rstd2,
                          o.norm2Weight!, o.norm2Bias!, n)
             ffnBackward(l, input: a.mid, dOut: dr, dInput: dr, accumulate: true, ws)
-            gradientsReady?(0..<0)
+            gradientsReady?(layout.feedForwardRange(l))
             normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum1, a.mean1, a.rstd1,
                          o.norm1Weight!, o.norm1Bias!, n)
             attentionBackward(l, input: x, dOut: dr, dInput: dr, accumulate: true, ws)
@@ -237,8 +238,10 @@ public final class Model<S: TensorScalar> {
         Linear.backward(dx: ws.dHeads, accumulateInput: false, dWeight: gradients + o.projWeight,
                         dBias: gradients + o.projBias, dy: dOut, x: a.heads,
                         weight: parameters + o.projWeight, rows: n, inputs: d, outputs: d)
+        gradientsReady?(0..<0)
         Attention.backward(dqkv: ws.dQKV, dOut: ws.dHeads, qkv: a.qkv, probabilities: a.probabilities,
                            scratch: ws.dScores, shape: attentionShape(ws))
+        gradientsReady?(0..<0)
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.qkvWeight,
                         dBias: gradients + o.qkvBias, dy: ws.dQKV, x: input,
                         weight: parameters + o.qkvWeight, rows: n, inputs: d, outputs: 3 * d)
@@ -256,6 +259,7 @@ public final class Model<S: TensorScalar> {
                         dBias: gradients + o.fc2Bias, dy: dOut, x: a.fc1Act,
                         weight: parameters + o.fc2Weight, rows: n, inputs: f, outputs: d)
         Activation.backward(config.activation, ws.dFC, a.fc1Pre, count: n * f)
+        gradientsReady?(0..<0)
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.fc1Weight,
                         dBias: gradients + o.fc1Bias, dy: ws.dFC, x: input,
                         weight: parameters + o.fc1Weight, rows: n, inputs: d, outputs: f)
@@ -271,7 +275,7 @@ public final class Model<S: TensorScalar> {
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
         Attention.Shape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads,
-                        block: attentionBlock)
+                        block: attentionBlock, workers: ws.attentionWorkers)
     }
 
     // MARK: Debug checks

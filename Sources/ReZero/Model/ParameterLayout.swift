@@ -70,9 +70,14 @@ public struct ParameterLayout: Sendable {
 
     // Contiguous parts of the buffer, in the order backward finishes them (for bucketed all-reduce).
     public var embeddingRange: Range<Int> { 0..<layerStart(0) }
-    public func layerRange(_ l: Int) -> Range<Int> { layerStart(l)..<layerStart(l + 1) }
+    /// A layer's feed-forward tensors (with norm2): final before its attention's backward runs.
+    public func feedForwardRange(_ l: Int) -> Range<Int> { feedForwardStart(l)..<layerStart(l + 1) }
+    /// A layer's α, norm1 and attention tensors: final when the layer's backward is done.
+    public func attentionRange(_ l: Int) -> Range<Int> { layerStart(l)..<feedForwardStart(l) }
     /// The final norm (if any) and the head.
     public var headRange: Range<Int> { layerStart(layers.count)..<count }
+
+    private func feedForwardStart(_ l: Int) -> Int { layers[l].norm2Weight ?? layers[l].fc1Weight }
 
     private func layerStart(_ l: Int) -> Int {
         guard l < layers.count else { return finalNormWeight ?? headWeight }

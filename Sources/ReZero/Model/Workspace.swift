@@ -31,10 +31,14 @@ public final class Workspace<S: TensorScalar> {
     private let storage: UnsafeMutablePointer<S>
     public let scalarCount: Int
 
-    public init(config: ModelConfig, batch: Int, sequence: Int) {
+    /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
+    public let attentionWorkers: Int
+
+    public init(config: ModelConfig, batch: Int, sequence: Int, attentionWorkers: Int = 1) {
         precondition(sequence <= config.seqLen && sequence >= 1 && batch >= 1)
         self.batch = batch
         self.sequence = sequence
+        self.attentionWorkers = Swift.max(1, attentionWorkers)
         let n = batch * sequence, d = config.dModel, f = config.ffWidth
         let v = ModelConfig.vocabulary, h = config.heads
         let norms = config.variant.hasLayerNorms
@@ -58,7 +62,7 @@ public final class Workspace<S: TensorScalar> {
         carve(config.variant.hasFinalNorm ? n * d : 0); carve(n); carve(n)
         carve(n * v)
         carve(n * d); carve(n * d); carve(n * d); carve(n * 3 * d); carve(n * f)
-        carve(sequence * sequence); carve(n * v)
+        carve(self.attentionWorkers * sequence * sequence); carve(n * v)
 
         scalarCount = sizes.reduce(0, +)
         storage = .allocate(capacity: Swift.max(scalarCount, 1))

@@ -34,7 +34,8 @@ public enum Benchmark {
         public var forwardSeconds: Double, backwardSeconds: Double, allReduceSeconds: Double, optimizerSeconds: Double
         public var stepSeconds: Double
         /// Time inside sgemm per step (rank 0); the rest of forward + backward is the Swift kernels.
-        public var sgemmSeconds: Double
+        /// nil when attention ran threaded (the timer does not follow threads).
+        public var sgemmSeconds: Double?
         public var peakRSSBytes: Int, countedBytes: Int
         /// Heap allocations per measured step on rank 0, when a counter is preloaded (nil otherwise).
         public var heapAllocationsPerStep: Double?
@@ -57,6 +58,7 @@ public enum Benchmark {
         var split = [0.0, 0.0, 0.0, 0.0]
         try collective.barrier()
         GemmTimer.seconds = 0
+        GemmTimer.missedThreadedCalls = false
         GemmTimer.isEnabled = true
         let allocationsBefore = mallocCalls()
         defer { GemmTimer.isEnabled = false }
@@ -78,7 +80,7 @@ public enum Benchmark {
                       modelGflops: gflops, sgemmPeakGflops: peaks[0], mfu: gflops / peaks[0],
                       forwardSeconds: split[0] / Double(steps), backwardSeconds: split[1] / Double(steps),
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
-                      stepSeconds: wall, sgemmSeconds: GemmTimer.seconds / Double(steps), peakRSSBytes: peakResidentBytes(), countedBytes: counted,
+                      stepSeconds: wall, sgemmSeconds: GemmTimer.missedThreadedCalls ? nil : GemmTimer.seconds / Double(steps), peakRSSBytes: peakResidentBytes(), countedBytes: counted,
                       heapAllocationsPerStep: allocations)
     }
 }

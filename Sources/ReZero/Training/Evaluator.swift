@@ -45,7 +45,7 @@ public final class Evaluator {
 
     private func workspace(batch: Int, sequence: Int) -> Workspace<Float> {
         if let ws = workspaces[[batch, sequence]] { return ws }
-        let ws = Workspace<Float>(config: model.config, batch: batch, sequence: sequence)
+        let ws = Workspace<Float>(config: model.config, batch: batch, sequence: sequence, attentionWorkers: BLAS.threads)
         workspaces[[batch, sequence]] = ws
         return ws
     }

@@ -62,10 +62,11 @@ public final class Trainer {
         microBatch = config.batchSize / (collective.size * config.accumSteps)
         model = Model<Float>(config: config.model, seed: config.seed)
         optimizer = Optimizer(config: config.optimizer, layout: model.layout)
-        workspace = Workspace<Float>(config: config.model, batch: microBatch, sequence: config.model.seqLen)
+        workspace = Workspace<Float>(config: config.model, batch: microBatch, sequence: config.model.seqLen,
+                                     attentionWorkers: BLAS.threads)
         evaluator = Evaluator(model: model, corpus: corpus, collective: collective, batch: microBatch)
         if debug { model.debugStep = 0 }
-        overlappedSum = Collective.OverlappedSum(collective, capacity: config.model.layers + 2)
+        overlappedSum = Collective.OverlappedSum(collective, capacity: 2 * config.model.layers + 2)
         reduceWhenReady = { [unowned model, overlappedSum] range in
             overlappedSum.start(model.gradients + range.lowerBound, count: range.count)
             overlappedSum.progress()
@@ -98,9 +99,14 @@ public final class Trainer {
         throw ConfigError("configuration differs from rank 0's: " + differences.joined(separator: "; "))
     }
 
+    /// The first SIGTERM/SIGINT asks for a checkpoint and a clean stop; a second one exits at once.
     public static func installSignalHandlers() {
-        signal(SIGTERM) { _ in stopSignalled = 1 }
-        signal(SIGINT) { _ in stopSignalled = 1 }
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber) { received in
+                if stopSignalled != 0 { _exit(128 + received) }
+                stopSignalled = 1
+            }
+        }
     }
 
     // MARK: The step
