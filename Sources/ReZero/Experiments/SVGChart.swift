@@ -130,7 +130,7 @@ private enum Style {
     static let titleSize = 16.0, panelTitleSize = 13.0, textSize = 12.0
     static let documentTitle = 36.0, titleBlock = 34.0, bottomMargin = 46.0
     static let legendGap = 18.0, swatch = 22.0, rowHeight = 18.0
-    static let maxLabelCharacters = 36
+    static let maxLabelCharacters = 48
     static let grid = "#e6e6e6", axis = "#666", ink = "#333"
 
     /// Glyph metrics are the viewer's; 0.6 em per character errs wide for sans-serif text.
