@@ -22,7 +22,9 @@ struct Eval: ParsableCommand {
         let collective: Collective
         do { collective = try Collective(mpi: ()) } catch { fail("cannot start MPI: \(error)") }
         threads.configure(collective)
-        let corpus = loadCorpus(data ?? loaded.config.data)
+        // A checkpoint without a corpus path was trained on the built-in synthetic corpus.
+        let corpus = data == nil && loaded.config.data == nil
+            ? SyntheticSource.standard.corpus() : loadCorpus(data ?? loaded.config.data)
         do { try corpus.validate(sequence: 1) } catch { fail("\(error)") }
         let model = Model<Float>(config: loaded.config.model, seed: loaded.config.seed)
         do {
@@ -43,6 +45,7 @@ struct Eval: ParsableCommand {
             }
             collective.finalize()
         } catch {
+            if collective.size > 1 { collective.abort("error: \(error)") }
             fail("\(error)")
         }
     }

@@ -66,6 +66,23 @@ final class CheckpointTests: XCTestCase {
         XCTAssertLessThan(worst.difference, 1e-5, worst.tensor)
     }
 
+    /// Run directories on node-local disks: only rank 0 finds the checkpoint, yet the job resumes
+    /// as one, from rank 0's step, and ends where an uninterrupted run does.
+    func testOnlyRankZeroFindsTheCheckpoint() throws {
+        let dir = Paths.temporaryDirectory("localdisk")
+        _ = try train(ranks: 2, ["--steps", "12", "--run-dir", dir + "/whole"])
+        _ = try train(ranks: 2, ["--steps", "6", "--run-dir", dir + "/node0"])
+        try FileManager.default.createDirectory(atPath: dir + "/node1", withIntermediateDirectories: true)
+        let args = ["train"] + Self.model + Self.training + ["--steps", "12", "--resume", "--run-dir"]
+        var flags = ["--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1",
+                     "-np", "1", Paths.rezero] + args + [dir + "/node0"]
+        flags += [":", "-np", "1", Paths.rezero] + args + [dir + "/node1"]
+        if getuid() == 0 { flags.insert("--allow-run-as-root", at: 0) }
+        let result = try runProcess("/usr/bin/mpirun", flags, environment: ["PMIX_MCA_gds": "hash"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        try assertByteIdentical(checkpoint(dir + "/whole", step: 12), checkpoint(dir + "/node0", step: 12))
+    }
+
     /// SIGTERM to one rank: every rank stops at the same step, one checkpoint is written, exit 0;
     /// resuming reaches the parameters of an uninterrupted run.
     func testSigtermOnOneRankCheckpointsAndResumesExactly() throws {

@@ -17,10 +17,15 @@ public struct CheckpointDirectory {
         }
     }
 
-    /// Checkpoint files, oldest first.
+    /// Checkpoint files, oldest written first: by modification time, not by step, so a run that
+    /// resumed from an early checkpoint (or reuses a directory) counts its own files as newest.
     public func checkpoints() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".safetensors") }.sorted().map { path + "/" + $0 }
+        let files = names.filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".safetensors") }.map { path + "/" + $0 }
+        func written(_ file: String) -> Date {
+            ((try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date) ?? .distantPast
+        }
+        return files.map { ($0, written($0)) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
     }
 
     /// After a checkpoint is safely on disk: point `latest` at it (atomically) and prune to the

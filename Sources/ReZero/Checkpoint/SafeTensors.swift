@@ -103,6 +103,7 @@ public enum SafeTensors {
                   let shape = e["shape"] as? [Int], let offsets = e["data_offsets"] as? [Int], offsets.count == 2
             else { throw fail("entry for tensor \(name) is malformed") }
             guard dtype == "F32" else { throw fail("tensor \(name) has dtype \(dtype); only F32 is supported") }
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name) has a negative dimension in shape \(shape)") }
             let expected = shape.reduce(1, *) * 4
             guard offsets[0] >= 0, offsets[1] - offsets[0] == expected else {
                 throw fail("tensor \(name) has data_offsets \(offsets) that do not match its shape \(shape)")

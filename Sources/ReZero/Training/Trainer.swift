@@ -36,6 +36,8 @@ public final class Trainer {
     private let reduceWhenReady: (Range<Int>) -> Void
     /// Allocated once: the step allocates nothing.
     private var stepScalars = [0.0, 0.0]
+    /// The step this process resumed from (metrics.jsonl keeps the lines up to it).
+    private var resumedAt: Int?
     private var metrics: FileHandle?
     /// Validation bits per byte by step, in the order measured.
     public private(set) var validationHistory: [(step: Int, bitsPerByte: Double)] = []
@@ -76,11 +78,20 @@ public final class Trainer {
             try resume.restore(parameters: model.parameters, layout: model.layout, optimizer: optimizer)
             state = resume.state
         }
+        // Rank 0's state is the job's state, whatever each rank computed or loaded (with run
+        // directories on node-local disks, only rank 0 may have found a checkpoint).
+        var position = [Double(state.step), Double(state.tokensSeen), state.bestValidBitsPerByte ?? -1,
+                        Double(optimizer.updates)]
+        try collective.broadcast(&position, bytes: position.count * 8)
+        state.step = Int(position[0])
+        state.tokensSeen = Int(position[1])
+        state.bestValidBitsPerByte = position[2] < 0 ? nil : position[2]
+        optimizer.updates = Int(position[3])
         state.worldSize = collective.size
-        // Rank 0's state is the job's state, whatever each rank computed or loaded.
         try collective.broadcast(model.parameters, bytes: model.parameterCount * 4)
         try collective.broadcast(optimizer.firstMoment, bytes: model.parameterCount * 4)
         try collective.broadcast(optimizer.secondMoment, bytes: model.parameterCount * 4)
+        resumedAt = resume == nil ? nil : state.step
     }
 
     /// Every rank checks that its configuration, build and parameter count equal rank 0's; all
@@ -99,13 +110,13 @@ public final class Trainer {
         throw ConfigError("configuration differs from rank 0's: " + differences.joined(separator: "; "))
     }
 
-    /// The first SIGTERM/SIGINT asks for a checkpoint and a clean stop; a second one exits at once.
+    /// SIGTERM or SIGINT asks for a checkpoint and a clean stop. A second Ctrl-C exits at once; a
+    /// repeated SIGTERM does not, since schedulers often send it to every process of a job.
     public static func installSignalHandlers() {
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber) { received in
-                if stopSignalled != 0 { _exit(128 + received) }
-                stopSignalled = 1
-            }
+        signal(SIGTERM) { _ in stopSignalled = 1 }
+        signal(SIGINT) { received in
+            if stopSignalled != 0 { _exit(128 + received) }
+            stopSignalled = 1
         }
     }
 
@@ -287,10 +298,17 @@ public final class Trainer {
         }
         CheckpointDirectory(runDirectory).removeInterruptedWrites()
         try AtomicFile.write(Data((config.json(pretty: true) + "\n").utf8), to: runDirectory + "/config.json")
+        // A resumed run keeps the lines up to its checkpoint and logs the later steps again; a
+        // fresh run starts the file anew.
         let metricsPath = runDirectory + "/metrics.jsonl"
-        if !FileManager.default.fileExists(atPath: metricsPath) {
-            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+        var kept = Data()
+        if let resumedAt, let old = FileManager.default.contents(atPath: metricsPath) {
+            for line in old.split(separator: UInt8(ascii: "\n")) {
+                let record = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]
+                if let step = record?["step"] as? Int, step <= resumedAt { kept.append(contentsOf: line + [UInt8(ascii: "\n")]) }
+            }
         }
+        try AtomicFile.write(kept, to: metricsPath)
         metrics = FileHandle(forWritingAtPath: metricsPath)
         metrics?.seekToEndOfFile()
     }
