@@ -3,10 +3,11 @@ import PackageDescription
 
 let package = Package(
     name: "rezero",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "rezero", targets: ["rezero"]),
         .library(name: "ReZero", targets: ["ReZero"]),
+        .library(name: "ReZeroCharts", targets: ["ReZeroCharts"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,22 +24,30 @@ let package = Package(
             pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev"])]
         ),
+        /// The model, its kernels, training, data, MPI and checkpoints.
         .target(
             name: "ReZero",
             dependencies: [
                 "CBLAS", "CMPI",
                 .product(name: "RealModule", package: "swift-numerics"),
-            ],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            ]
         ),
+        /// SVG charts of run directories (`rezero plot`).
+        .target(name: "ReZeroCharts", dependencies: ["ReZero"]),
         .executableTarget(
             name: "rezero",
             dependencies: [
-                "ReZero",
+                "ReZero", "ReZeroCharts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "ReZeroTests", dependencies: ["ReZero"]),
+        /// Helpers both test targets share: running the binary, comparing checkpoints.
+        .target(name: "TestSupport", dependencies: ["ReZero"], path: "Tests/TestSupport"),
+        /// Fast, in-process: kernels, model gradients, optimizer, data, checkpoints, charts.
+        .testTarget(name: "ReZeroTests", dependencies: ["ReZero", "ReZeroCharts", "TestSupport"]),
+        /// The `rezero` binary and launch scripts as users run them: subprocesses, mpirun,
+        /// signals, crashes.
+        .testTarget(name: "SystemTests", dependencies: ["ReZero", "TestSupport", "rezero"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

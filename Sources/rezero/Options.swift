@@ -2,25 +2,35 @@ import ArgumentParser
 import Foundation
 import ReZero
 
-private let defaults = TrainingConfig()
-
 extension Variant: ExpressibleByArgument {}
 extension ActivationKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension Split: ExpressibleByArgument {}
 
-/// Architecture flags. Optional so that a resumed run takes them from its checkpoint; the
-/// defaults are TrainingConfig's.
-struct ModelOptions: ParsableArguments {
-    @Option(help: "Transformer layers (default: \(defaults.model.layers)).") var layers: Int?
-    @Option(name: .customLong("d-model"), help: "Model width d (default: \(defaults.model.dModel)).") var dModel: Int?
-    @Option(help: "Attention heads; must divide --d-model (default: \(defaults.model.heads)).") var heads: Int?
-    @Option(name: .customLong("ff-mult"), help: "Feed-forward width as a multiple of d (default: \(defaults.model.ffMult)).") var ffMult: Int?
-    @Option(name: .customLong("seq-len"), help: "Context length T in bytes (default: \(defaults.model.seqLen)).") var seqLen: Int?
-    @Option(help: "Residual variant: \(Variant.allCases.map(\.rawValue).joined(separator: ", ")) (default: \(defaults.model.variant.rawValue)).") var variant: Variant?
-    @Option(help: "FFN activation: relu, gelu (default: \(defaults.model.activation.rawValue)).") var activation: ActivationKind?
+/// The architecture a subcommand starts from when no flag says otherwise.
+protocol ModelDefaults { static var model: ModelConfig { get } }
 
+/// `train`'s and `compare`'s defaults: TrainingConfig's.
+enum TrainingDefaults: ModelDefaults {
+    static let config = TrainingConfig()
+    static var model: ModelConfig { config.model }
+}
+
+/// Architecture flags. Optional so that a resumed run takes them from its checkpoint; the help
+/// shows the defaults of the subcommand that uses them.
+struct ModelOptions<Defaults: ModelDefaults>: ParsableArguments {
+    @Option(help: "Transformer layers (default: \(Defaults.model.layers)).") var layers: Int?
+    @Option(name: .customLong("d-model"), help: "Model width d (default: \(Defaults.model.dModel)).") var dModel: Int?
+    @Option(help: "Attention heads; must divide --d-model (default: \(Defaults.model.heads)).") var heads: Int?
+    @Option(name: .customLong("ff-mult"), help: "Feed-forward width as a multiple of d (default: \(Defaults.model.ffMult)).") var ffMult: Int?
+    @Option(name: .customLong("seq-len"), help: "Context length T in bytes (default: \(Defaults.model.seqLen)).") var seqLen: Int?
+    @Option(help: ArgumentHelp("Residual variant (default: \(Defaults.model.variant.rawValue)): " + Variant.allCases.map {
+        "\($0.rawValue): \($0.architecture.formula)"
+    }.joined(separator: "; ") + ".")) var variant: Variant?
+    @Option(help: "FFN activation: relu, gelu (tanh form) (default: \(Defaults.model.activation.rawValue)).") var activation: ActivationKind?
+
+    /// The flags given, over `base` (the defaults, or a checkpoint's architecture).
     func apply(to c: inout ModelConfig) {
         if let layers { c.layers = layers }
         if let dModel { c.dModel = dModel }
@@ -34,6 +44,8 @@ struct ModelOptions: ParsableArguments {
 
 /// Optimization and data flags; these may change when a run resumes.
 struct TrainingOptions: ParsableArguments {
+    private static var defaults: TrainingConfig { TrainingDefaults.config }
+
     @Option(name: .customLong("batch-size"), help: "Global batch in sequences per optimizer step, over all ranks and accumulation steps (default: \(defaults.batchSize)).") var batchSize: Int?
     @Option(name: .customLong("accum-steps"), help: "Gradient-accumulation micro-batches per rank and step (default: \(defaults.accumSteps)).") var accumSteps: Int?
     @Option(help: "Optimizer steps in all (default: \(defaults.steps)).") var steps: Int?
@@ -42,7 +54,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Learning-rate schedule: constant, warmup (then constant), cosine (warm-up, then cosine to lr/10) (default: \(defaults.schedule.rawValue)).") var schedule: ScheduleKind?
     @Option(help: "Optimizer: adamw, lamb (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay on weight matrices only (default: \(defaults.optimizer.weightDecay)).") var weightDecay: Double?
-    @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLRMultiplier)).") var alphaLRMult: Double?
+    @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLearningRateMultiplier)).") var alphaLRMult: Double?
     @Option(help: "Global gradient-norm clip; 0 disables (default: \(defaults.clip)).") var clip: Double?
     @Option(help: "Seed of initialization and batch sampling (default: \(defaults.seed)).") var seed: UInt64?
     @Option(help: "Raw byte corpus such as enwik8, split 90%/5%/5% into train/valid/test (on the 100,000,000-byte enwik8 exactly the standard 90M/5M/5M). Default: data/enwik8 if present, else the built-in synthetic corpus.") var data: String?
@@ -56,7 +68,7 @@ struct TrainingOptions: ParsableArguments {
         if let schedule { c.schedule = schedule }
         if let optimizer { c.optimizer.kind = optimizer }
         if let weightDecay { c.optimizer.weightDecay = weightDecay }
-        if let alphaLRMult { c.optimizer.alphaLRMultiplier = alphaLRMult }
+        if let alphaLRMult { c.optimizer.alphaLearningRateMultiplier = alphaLRMult }
         if let clip { c.clip = clip }
         if let seed { c.seed = seed }
         if let data { c.data = data }
@@ -65,6 +77,8 @@ struct TrainingOptions: ParsableArguments {
 
 /// Cadences and bookkeeping of a run; these may change when a run resumes.
 struct RunOptions: ParsableArguments {
+    private static var defaults: TrainingConfig { TrainingDefaults.config }
+
     @Option(name: .customLong("log-every"), help: "Console and metrics.jsonl line every this many steps (default: \(defaults.logEvery)).") var logEvery: Int?
     @Option(name: .customLong("eval-every"), help: "Validation bits/byte every this many steps; 0 disables (default: \(defaults.evalEvery)).") var evalEvery: Int?
     @Option(name: .customLong("eval-bytes"), help: "Bytes of the valid split scored by the periodic and final evaluation; 0 = whole split (default: \(defaults.evalBytes)).") var evalBytes: Int?
@@ -72,7 +86,6 @@ struct RunOptions: ParsableArguments {
     @Option(name: .customLong("ckpt-every"), help: "Checkpoint every this many steps, and always at the end; 0 = only at the end (default: \(defaults.checkpointEvery)).") var ckptEvery: Int?
     @Option(help: "Checkpoints kept: the newest K plus the best by validation bits/byte (default: \(defaults.keep)).") var keep: Int?
     @Option(name: .customLong("diverge-patience"), help: "Stop as diverged when the loss stays above the first step's for this many consecutive steps; 0 = only on NaN/Inf (default: \(defaults.divergencePatience)).") var divergePatience: Int?
-
     @Flag(name: .customLong("no-overlap"), help: "Run the gradient all-reduce after backward instead of overlapping it (same result).") var noOverlap = false
 
     func apply(to c: inout TrainingConfig) {
@@ -91,23 +104,14 @@ struct RunOptions: ParsableArguments {
 struct ThreadOptions: ParsableArguments {
     @Option(help: "BLAS threads per rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node).") var threads: Int?
 
-    func configure(_ collective: Collective, debug: Bool = false) {
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        var count = Swift.max(1, cores / collective.ranksOnNode)
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
+    }
+
+    func configure(_ collective: Collective, debug: Bool) {
+        var count = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / collective.ranksOnNode)
         if let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"], let n = Int(env), n > 0 { count = n }
-        if let threads {
-            guard threads >= 1 else { fail("--threads \(threads): must be at least 1") }
-            count = threads
-        }
+        if let threads { count = threads }
         BLAS.threads = debug ? 1 : count
     }
-}
-
-/// The corpus a command uses: `path`, else the one named in the config, else the default.
-func loadCorpus(_ path: String?) -> Corpus {
-    do { return try Corpus.resolve(path: path) } catch { fail("\(error)") }
-}
-
-func loadCheckpoint(_ path: String, flag: String) -> Checkpoint.Loaded {
-    do { return try Checkpoint.load(path: path) } catch { fail("\(flag) \(error)") }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ReZero
+import ReZeroCharts
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,40 +22,38 @@ struct Plot: ParsableCommand {
     var title: String?
 
     func run() throws {
-        let runs: [MetricsFile]
-        do { runs = try MetricsFile.load(runDirs) } catch { fail("\(error)") }
+        let runs: [RunMetrics]
+        do { runs = try RunMetrics.load(runDirs) } catch { throw RezeroError.usage("\(error)") }
         for run in runs where run.steps.isEmpty && run.valid.isEmpty {
             print("note: \(run.directory)/metrics.jsonl has no bits/byte lines yet")
         }
         guard runs.contains(where: { !$0.steps.isEmpty || !$0.valid.isEmpty }) else {
-            fail("nothing to plot: no metrics.jsonl of \(runDirs.joined(separator: ", ")) has a bits/byte line yet")
+            throw RezeroError.usage("nothing to plot: no metrics.jsonl of \(runDirs.joined(separator: ", ")) has a bits/byte line yet")
         }
         let directory = out ?? runDirs[0]
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            fail("--out \(directory): cannot create the directory (\(error.localizedDescription))")
+            throw RezeroError.usage("--out \(directory): cannot create the directory (\(error.localizedDescription))")
         }
         func titled(_ subject: String) -> String { title.map { "\($0): \(subject)" } ?? subject }
 
-        var chart = MetricsFile.validationChart(runs)
+        var chart = RunMetrics.validationChart(runs)
         chart.title = titled(chart.title)
-        write(chart.svg(), to: directory + "/valid_bpb.svg")
-        let panels = MetricsFile.alphaCharts(runs)
+        try write(chart.svg(), to: directory + "/valid_bpb.svg")
+        let panels = RunMetrics.alphaCharts(runs)
         if panels.isEmpty {
-            print("note: no run has α (variants postnorm and prenorm have none); alpha.svg not written")
+            print("note: no run has α (variants without α: \(Variant.allCases.filter { !$0.architecture.hasAlpha }.map(\.rawValue).joined(separator: ", "))); alpha.svg not written")
         } else {
             for run in runs where run.alphaByLayer.isEmpty {
                 print("note: \(run.label) has no α (variant \(run.variant)); left out of alpha.svg")
             }
-            write(LineChart.svg(stacking: panels, title: titled("α per layer")), to: directory + "/alpha.svg")
+            try write(LineChart.svg(stacking: panels, title: titled("α per layer")), to: directory + "/alpha.svg")
         }
     }
 
-    private func write(_ svg: String, to path: String) {
-        do { try Data(svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            fail("\(path): cannot write (\(error.localizedDescription))")
-        }
+    private func write(_ svg: String, to path: String) throws {
+        try AtomicFile.write(Data(svg.utf8), to: path)
         print("wrote \(path)")
     }
 }

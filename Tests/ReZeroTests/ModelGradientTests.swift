@@ -12,7 +12,7 @@ final class ModelGradientTests: XCTestCase {
             XCTAssertLessThanOrEqual(r.relativeError, 1e-6, "\(variant) \(activation) α=\(String(describing: alpha)) \(r.name)")
         }
         let alphas = results.filter { $0.name.hasSuffix(".alpha") }
-        XCTAssertEqual(alphas.count, variant.hasAlpha ? 2 : 0)
+        XCTAssertEqual(alphas.count, variant.architecture.hasAlpha ? 2 : 0)
         // α receives a real gradient even at α = 0, which is what lets ReZero leave the identity.
         for a in alphas { XCTAssertGreaterThan(a.gradientNorm, 1e-6, a.name) }
         if variant == .rezero && alpha == nil {
@@ -26,14 +26,14 @@ final class ModelGradientTests: XCTestCase {
     func testAllVariantsGELU() throws {
         for variant in Variant.allCases {
             try check(variant, .gelu, alpha: nil)
-            if variant.hasAlpha { try check(variant, .gelu, alpha: 0.7) }
+            if variant.architecture.hasAlpha { try check(variant, .gelu, alpha: 0.7) }
         }
     }
 
     func testAllVariantsReLU() throws {
         for variant in Variant.allCases {
             try check(variant, .relu, alpha: nil)
-            if variant.hasAlpha { try check(variant, .relu, alpha: -0.4) }
+            if variant.architecture.hasAlpha { try check(variant, .relu, alpha: -0.4) }
         }
     }
 

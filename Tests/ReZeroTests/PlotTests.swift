@@ -4,44 +4,11 @@ import FoundationXML
 #endif
 import XCTest
 @testable import ReZero
+import ReZeroCharts
+import TestSupport
 
-/// `rezero plot` and its pieces: run directories in, SVG charts a person can read out.
+/// The pieces of `rezero plot`: run directories in, SVG charts a person can read out.
 final class PlotTests: XCTestCase {
-    /// Two runs as the trainer leaves them: "fast" (rezero, 3 layers) with evaluations that
-    /// include NaN, Infinity and a 1e30 spike, and α with a NaN; "slow" (postnorm) with training
-    /// lines only, ending in a NaN loss.
-    func writeRuns(_ name: String) throws -> (fast: String, slow: String) {
-        let root = Paths.temporaryDirectory(name)
-        var fast: [String] = []
-        for step in stride(from: 10, through: 200, by: 10) {
-            let bpb = 2 + 6 * exp(-Double(step) / 50)
-            let alpha = [0.001 * Double(step), step == 100 ? .nan : 0.002 * Double(step), 0.003 * Double(step)]
-            fast.append(#"{"step": \#(step), "loss": \#(json(bpb * M_LN2)), "bpb": \#(json(bpb)), "lr": 0.001, "grad_norm": 1.5, "alpha": [\#(alpha.map(json).joined(separator: ", "))], "tokens_per_s": 1000.0, "tokens": \#(step * 512), "elapsed_s": \#(Double(step) / 10)}"#)
-            if step % 50 == 0 { fast.append(#"{"step": \#(step), "valid_bpb": \#(json(bpb - 0.1))}"#) }
-            if step == 170 { fast.append(#"{"step": 175, "valid_bpb": 1e30}"#) }
-        }
-        fast += [#"{"step": 250, "valid_bpb": NaN}"#, #"{"step": 300, "valid_bpb": Infinity}"#]
-        var slow: [String] = []
-        for step in stride(from: 5, through: 500, by: 5) {
-            let bpb = 1.5 + 6 * exp(-Double(step) / 150)
-            slow.append(#"{"step": \#(step), "loss": \#(json(bpb * M_LN2)), "bpb": \#(json(bpb)), "lr": 0.001, "grad_norm": 1.0, "tokens_per_s": 900.0, "tokens": \#(step * 512), "elapsed_s": \#(Double(step) / 9)}"#)
-        }
-        slow.append(#"{"step": 505, "loss": NaN, "bpb": NaN, "lr": 0.001, "grad_norm": NaN, "tokens_per_s": 900.0, "tokens": 258560, "elapsed_s": 56.1}"#)
-        try writeRun(root + "/fast", variant: "rezero", layers: 3, lines: fast)
-        try writeRun(root + "/slow", variant: "postnorm", layers: 2, lines: slow)
-        return (root + "/fast", root + "/slow")
-    }
-
-    func writeRun(_ directory: String, variant: String, layers: Int, lines: [String]) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try #"{"model": {"variant": "\#(variant)", "layers": \#(layers), "d_model": 64}, "warmup": 10, "schedule": "cosine"}"#
-            .write(toFile: directory + "/config.json", atomically: true, encoding: .utf8)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: directory + "/metrics.jsonl", atomically: true, encoding: .utf8)
-    }
-
-    /// JSON as Python's json module writes it, non-finite numbers included.
-    func json(_ v: Double) -> String { v.isNaN ? "NaN" : v.isInfinite ? (v > 0 ? "Infinity" : "-Infinity") : "\(v)" }
-
     func testNiceTicksStepByOneTwoOrFiveTimesAPowerOfTen() {
         for (lo, hi, count) in [(0.0, 2000.0, 8), (1.43, 8.5, 7), (-0.05, 0.27, 6), (0.6, 1.0, 4), (1e-5, 3e-4, 5),
                                 (5.0, 5.0, 5), (-3e6, 1e7, 5), (0.0, 120_000.0, 7), (1.0, 1.0 + 1e-9, 6), (-2.5, -2.5, 4)] {
@@ -58,8 +25,8 @@ final class PlotTests: XCTestCase {
     }
 
     func testChartsOfTwoRunsSkipNonFiniteValuesAndKeepTheSpikeOffTheScale() throws {
-        let (fastDir, slowDir) = try writeRuns("charts")
-        let runs = try MetricsFile.load([fastDir, slowDir])
+        let (fastDir, slowDir) = try RunFixtures.writeRuns("charts")
+        let runs = try RunMetrics.load([fastDir, slowDir])
         let (fast, slow) = (runs[0], runs[1])
         XCTAssertEqual(fast.label, "fast")
         XCTAssertEqual(fast.variant, "rezero")
@@ -71,7 +38,7 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(slow.divergedAt, 505)
         XCTAssertTrue(slow.alphaByLayer.isEmpty)
 
-        let valid = try SVGElements(MetricsFile.validationChart(runs).svg())
+        let valid = try SVGElements(RunMetrics.validationChart(runs).svg())
         XCTAssertEqual(valid.series.count, 2, "one path per run")
         XCTAssertEqual(valid.text(group: "legend"), ["fast", "slow (train) (diverged at 505)"])
         XCTAssertEqual(valid.title, "validation bits/byte")
@@ -87,7 +54,7 @@ final class PlotTests: XCTestCase {
         valid.assertLinesInsidePlot()
         valid.assertCoordinatesRounded()
 
-        let alphaPanels = MetricsFile.alphaCharts(runs)
+        let alphaPanels = RunMetrics.alphaCharts(runs)
         XCTAssertEqual(alphaPanels.count, 1, "postnorm has no α")
         let alpha = try SVGElements(LineChart.svg(stacking: alphaPanels, title: "α per layer"))
         XCTAssertEqual(alpha.series.count, 3, "one path per layer")
@@ -97,7 +64,7 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(Set(alpha.series.map { $0.attributes["stroke"]! }).count, 3)
         alpha.assertLinesInsidePlot()
         alpha.assertCoordinatesRounded()
-        XCTAssertTrue(MetricsFile.alphaCharts([slow]).isEmpty)
+        XCTAssertTrue(RunMetrics.alphaCharts([slow]).isEmpty)
     }
 
     func testManyLayersGetAColorScaleAndLongRunsStaySmall() throws {
@@ -114,7 +81,7 @@ final class PlotTests: XCTestCase {
 
     func testResumedRunsLaterLinesSupersedeAndAnUnfinishedLastLineIsIgnored() throws {
         let dir = Paths.temporaryDirectory("resumed") + "/run"
-        try writeRun(dir, variant: "prenorm", layers: 1, lines: [
+        try RunFixtures.writeRun(dir, variant: "prenorm", layers: 1, lines: [
             #"{"step": 10, "bpb": 5.0}"#, #"{"step": 20, "bpb": 4.0}"#, #"{"step": 20, "valid_bpb": 4.5}"#, #"{"step": 30, "bpb": 3.0}"#,
             #"{"step": 20, "bpb": 4.2}"#, #"{"step": 20, "valid_bpb": 4.4}"#, #"{"step": 30, "bpb": 3.1}"#, #"{"step": 40, "loss": 2.0}"#,
         ])
@@ -122,7 +89,7 @@ final class PlotTests: XCTestCase {
         handle.seekToEndOfFile()
         handle.write(Data(#"{"step": 50, "bp"#.utf8))
         handle.closeFile()
-        let run = try MetricsFile(directory: dir)
+        let run = try RunMetrics(directory: dir)
         XCTAssertEqual(run.steps, [10, 20, 30, 40])
         XCTAssertEqual(Array(run.bpb.prefix(3)), [5.0, 4.2, 3.1])
         XCTAssertEqual(run.bpb[3], 2.0 / M_LN2, accuracy: 1e-12)
@@ -133,50 +100,23 @@ final class PlotTests: XCTestCase {
     func testMissingOrMalformedFilesAreNamedWithTheProblem() throws {
         let root = Paths.temporaryDirectory("malformed")
         func failure(_ directory: String) -> String {
-            do { _ = try MetricsFile(directory: directory) } catch { return "\(error)" }
+            do { _ = try RunMetrics(directory: directory) } catch { return "\(error)" }
             return "no error"
         }
         XCTAssertEqual(failure(root + "/absent"), "\(root)/absent: no such directory")
-        try writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"step": 1, "bpb": 8.0}"#])
+        try RunFixtures.writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"step": 1, "bpb": 8.0}"#])
         try FileManager.default.removeItem(atPath: root + "/run/metrics.jsonl")
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/metrics.jsonl: no such file")
-        try writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"step": 1, "bpb": 8.0}"#, #"{"step": 2, "bpb": "high"}"#, "{}"])
+        try RunFixtures.writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"step": 1, "bpb": 8.0}"#, #"{"step": 2, "bpb": "high"}"#, "{}"])
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/metrics.jsonl:2: bpb: expected a number")
-        try writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"bpb": 8.0}"#])
+        try RunFixtures.writeRun(root + "/run", variant: "rezero", layers: 1, lines: [#"{"bpb": 8.0}"#])
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/metrics.jsonl:1: missing step")
-        try writeRun(root + "/run", variant: "rezero", layers: 1, lines: ["step 1 bpb 8", "{}"])
+        try RunFixtures.writeRun(root + "/run", variant: "rezero", layers: 1, lines: ["step 1 bpb 8", "{}"])
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/metrics.jsonl:1: not valid JSON")
         try #"{"model": {"layers": 1}}"#.write(toFile: root + "/run/config.json", atomically: true, encoding: .utf8)
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/config.json: missing model.variant")
         try FileManager.default.removeItem(atPath: root + "/run/config.json")
         XCTAssertEqual(failure(root + "/run"), "\(root)/run/config.json: no such file")
-    }
-
-    func testPlotCommandWritesTheChartsAndNamesAMissingFile() throws {
-        let (fast, slow) = try writeRuns("command")
-        let out = Paths.temporaryDirectory("command-out") + "/charts"
-        let result = try rezero(["plot", fast, slow, "--out", out, "--title", "tiny & fast"])
-        XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stdout.contains("wrote \(out)/valid_bpb.svg"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("wrote \(out)/alpha.svg"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("note: slow has no α"), result.stdout)
-        let valid = try SVGElements(String(contentsOfFile: out + "/valid_bpb.svg", encoding: .utf8))
-        XCTAssertEqual(valid.title, "tiny & fast: validation bits/byte")
-
-        let postnorm = try rezero(["plot", slow])
-        XCTAssertEqual(postnorm.status, 0, postnorm.stderr)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: slow + "/valid_bpb.svg"), "--out defaults to the first run")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: slow + "/alpha.svg"))
-        XCTAssertTrue(postnorm.stdout.contains("alpha.svg not written"), postnorm.stdout)
-
-        try FileManager.default.removeItem(atPath: fast + "/metrics.jsonl")
-        let missing = try rezero(["plot", slow, fast])
-        XCTAssertEqual(missing.status, 2)
-        XCTAssertEqual(missing.stderr, "error: \(fast)/metrics.jsonl: no such file\n")
-
-        let help = try rezero(["plot", "--help"]).stdout
-        for flag in ["<run-dir>", "--out", "--title"] { XCTAssertTrue(help.contains(flag), flag) }
-        XCTAssertEqual(help.components(separatedBy: "(default:").count - 1, 2)
     }
 
     /// Ticks equally spaced by 1, 2 or 5 × 10^k, each a multiple of the step.

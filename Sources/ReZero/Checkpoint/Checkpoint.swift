@@ -5,7 +5,7 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// Optimizer steps completed; the next batch is that of step + 1.
     public var step = 0
     public var tokensSeen = 0
-    public var bestValidBitsPerByte: Double?
+    public var bestValidBpb: Double?
     public var worldSize = 1
     public init() {}
 }
@@ -14,7 +14,7 @@ public struct TrainingState: Codable, Equatable, Sendable {
 /// the optimizer moments as `optim.m.<name>` / `optim.v.<name>`, and metadata strings.
 public enum Checkpoint {
     public static let format = "rezero-checkpoint"
-    public static let formatVersion = "1"
+    public static let formatVersion = "2"
 
     public struct Loaded {
         public let path: String
@@ -35,6 +35,14 @@ public enum Checkpoint {
             }
             optimizer?.updates = optimizerUpdates
         }
+
+        /// A model with this checkpoint's architecture and parameters (for eval and sample).
+        public func model() throws -> Model<Float> {
+            try config.model.validate()
+            let model = Model<Float>(config: config.model, seed: config.seed)
+            try restore(parameters: model.parameters, layout: model.layout, optimizer: nil)
+            return model
+        }
     }
 
     public static func encode(config: TrainingConfig, state: TrainingState, layout: ParameterLayout,
@@ -54,7 +62,7 @@ public enum Checkpoint {
             "format": format,
             "format_version": formatVersion,
             "config": config.json(),
-            "state": String(decoding: try! JSONEncoder().encode(state), as: UTF8.self),
+            "state": JSONCoding.string(state),
             "step": String(state.step),
             "tokens_seen": String(state.tokensSeen),
             "seed": String(config.seed),
@@ -64,7 +72,7 @@ public enum Checkpoint {
             "optimizer_updates": String(optimizer.updates),
             "data_checksum": String(checksum, radix: 16),
         ]
-        if let best = state.bestValidBitsPerByte { metadata["best_valid_bpb"] = String(best) }
+        if let best = state.bestValidBpb { metadata["best_valid_bpb"] = String(best) }
         return SafeTensors.encode(tensors, metadata: metadata)
     }
 
@@ -88,7 +96,7 @@ public enum Checkpoint {
             throw fail("metadata config is missing or malformed")
         }
         guard let stateJSON = file.metadata["state"],
-              let state = try? JSONDecoder().decode(TrainingState.self, from: Data(stateJSON.utf8)),
+              let state = try? JSONCoding.decode(TrainingState.self, from: stateJSON),
               let updates = file.metadata["optimizer_updates"].flatMap(Int.init) else {
             throw fail("metadata state is missing or malformed")
         }

@@ -65,6 +65,6 @@ public struct CheckpointDirectory {
                 warn("warning: skipping checkpoint \(error)")
             }
         }
-        throw ConfigError("--resume: no valid checkpoint in \(path)")
+        throw RezeroError.usage("--resume: no valid checkpoint in \(path)")
     }
 }

@@ -33,27 +33,31 @@ public struct Corpus: Sendable {
     public static func load(path: String) throws -> Corpus {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ConfigError("--data \(path): no such file")
+            throw RezeroError.usage("--data \(path): no such file")
         }
-        guard !isDirectory.boolValue else { throw ConfigError("--data \(path): is a directory, not a file") }
+        guard !isDirectory.boolValue else { throw RezeroError.usage("--data \(path): is a directory, not a file") }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError("--data \(path): cannot be read")
+            throw RezeroError.usage("--data \(path): cannot be read")
         }
         return Corpus(name: path, bytes: [UInt8](data))
     }
 
-    /// The corpus `train` uses: `--data` if given, else `data/enwik8` if present, else the
+    /// The corpus of a new run: `--data` if given, else `data/enwik8` if present, else the
     /// built-in synthetic source.
-    public static func resolve(path: String?) throws -> Corpus {
-        if let path { return try load(path: path) }
-        if FileManager.default.fileExists(atPath: "data/enwik8") { return try load(path: "data/enwik8") }
-        return SyntheticSource.standard.corpus()
+    public static func forNewRun(path: String?) throws -> Corpus {
+        if path == nil && FileManager.default.fileExists(atPath: "data/enwik8") { return try load(path: "data/enwik8") }
+        return try recorded(path: path)
+    }
+
+    /// The corpus a configuration records: its file, or the built-in source when it names none.
+    public static func recorded(path: String?) throws -> Corpus {
+        try path.map { try load(path: $0) } ?? SyntheticSource.standard.corpus()
     }
 
     /// Throws unless every split can hold one window of `sequence` inputs plus its next byte.
     public func validate(sequence: Int) throws {
         for split in Split.allCases where range(split).count < sequence + 1 {
-            throw ConfigError("--data \(name): the \(split) split has \(range(split).count) bytes, fewer than --seq-len + 1 = \(sequence + 1)")
+            throw RezeroError.usage("--data \(name): the \(split) split has \(range(split).count) bytes, fewer than --seq-len + 1 = \(sequence + 1)")
         }
     }
 

@@ -24,7 +24,7 @@ public final class Collective {
     public var isRoot: Bool { rank == 0 }
 
     /// A one-rank group that never touches MPI (library tests, tools).
-    public static let local = Collective()
+    public static var local: Collective { Collective() }
 
     private init() {
         rank = 0
@@ -63,11 +63,13 @@ public final class Collective {
         if usesMPI { MPI_Finalize() }
     }
 
-    /// Prints `[rank r] message` to stderr and takes every rank down with it.
-    public func abort(_ message: String, code: Int32 = 1) -> Never {
-        FileHandle.standardError.write(Data("[rank \(rank)] \(message)\n".utf8))
-        if usesMPI && size > 1 { MPI_Abort(world, code) }
-        exit(code)
+    /// Prints `[rank r] message` to stderr and ends every rank of the job with `status`
+    /// (through MPI_Abort, which mpirun passes on as its own exit status).
+    public func abort(_ message: String, status: ExitStatus) -> Never {
+        let prefix = size > 1 ? "[rank \(rank)] " : ""
+        FileHandle.standardError.write(Data("\(prefix)\(message)\n".utf8))
+        if usesMPI && size > 1 { MPI_Abort(world, status.rawValue) }
+        exit(status.rawValue)
     }
 
     // MARK: Collectives

@@ -1,13 +1,9 @@
 import RealModule
 
-public enum ActivationKind: String, Codable, CaseIterable, Sendable {
-    case relu, gelu
-}
-
 /// Pointwise nonlinearity of the feed-forward block. GELU is the tanh approximation.
-public enum Activation {
+enum Activation {
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ kind: ActivationKind, _ y: UnsafeMutablePointer<S>, _ x: UnsafePointer<S>, count: Int
     ) {
         switch kind {
@@ -25,7 +21,7 @@ public enum Activation {
 
     /// In place: d ← d · act'(x).
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         _ kind: ActivationKind, _ d: UnsafeMutablePointer<S>, _ x: UnsafePointer<S>, count: Int
     ) {
         switch kind {

@@ -6,15 +6,15 @@ import Dispatch
 /// of each third; every product runs as sgemm on strided views, so no head is ever copied out.
 /// Queries go in blocks of `block` rows, and block i only meets the keys up to its own last row:
 /// the masked upper triangle is skipped except inside the diagonal blocks.
-public enum Attention {
-    public struct Shape: Sendable {
-        public var batch: Int, sequence: Int, width: Int, heads: Int
+enum Attention {
+    struct Shape: Sendable {
+        var batch: Int, sequence: Int, width: Int, heads: Int
         /// Query rows per block of the causal products.
-        public var block: Int
+        var block: Int
         /// Threads sharing the (sequence, head) pairs, each running single-threaded sgemm: these
         /// products are too small for BLAS's own threading to pay.
-        public var workers: Int
-        public init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, workers: Int = 1) {
+        var workers: Int
+        init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, workers: Int = 1) {
             self.batch = batch
             self.sequence = sequence
             self.width = width
@@ -22,8 +22,8 @@ public enum Attention {
             self.block = block
             self.workers = workers
         }
-        public var headWidth: Int { width / heads }
-        public var scale: Double { 1 / Double(headWidth).squareRoot() }
+        var headWidth: Int { width / heads }
+        var scale: Double { 1 / Double(headWidth).squareRoot() }
         /// First query row of the last block.
         var lastBlockStart: Int { (sequence - 1) / block * block }
         func rows(from start: Int) -> Int { Swift.min(block, sequence - start) }
@@ -32,7 +32,7 @@ public enum Attention {
     /// out[b,t, h·hd..] = softmax(mask(Q Kᵀ · scale)) V; `probabilities` is [batch, heads, seq, seq]
     /// and holds P[i, j] for j ≤ i (entries right of a row's diagonal block are never written or read).
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ out: UnsafeMutablePointer<S>, probabilities: UnsafeMutablePointer<S>,
         qkv: UnsafePointer<S>, shape: Shape
     ) {
@@ -59,7 +59,7 @@ public enum Attention {
 
     /// Writes dqkv from dOut; `scratch` holds workers·seq·seq elements.
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dqkv: UnsafeMutablePointer<S>, dOut: UnsafePointer<S>, qkv: UnsafePointer<S>,
         probabilities: UnsafePointer<S>, scratch: UnsafeMutablePointer<S>, shape: Shape
     ) {
@@ -100,7 +100,8 @@ public enum Attention {
 
 extension Attention.Shape {
     /// Runs body(sequence, head, worker) for every pair; pairs write disjoint memory, so the
-    /// result does not depend on how they are shared out.
+    /// result does not depend on how they are shared out, and sharing `body` among the workers
+    /// is safe although the compiler cannot prove it.
     @inline(__always)
     func forEachPair(_ body: (Int, Int, Int) -> Void) {
         let pairs = batch * heads
@@ -108,15 +109,19 @@ extension Attention.Shape {
             for pair in 0..<pairs { body(pair / heads, pair % heads, 0) }
             return
         }
-        let saved = BLAS.threads, timing = GemmTimer.isEnabled
+        let saved = BLAS.threads
         BLAS.threads = 1
-        // The timer is one unsynchronized sum: it sits out the threaded section.
-        GemmTimer.isEnabled = false
-        GemmTimer.missedThreadedCalls = GemmTimer.missedThreadedCalls || timing
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for pair in stride(from: worker, to: pairs, by: workers) { body(pair / heads, pair % heads, worker) }
+        withoutActuallyEscaping(body) { body in
+            let shared = DisjointWork(body: body)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for pair in stride(from: worker, to: pairs, by: workers) { shared.body(pair / heads, pair % heads, worker) }
+            }
         }
-        GemmTimer.isEnabled = timing
         BLAS.threads = saved
     }
+}
+
+/// Work whose calls touch disjoint memory, handed to several threads at once.
+private struct DisjointWork: @unchecked Sendable {
+    let body: (Int, Int, Int) -> Void
 }

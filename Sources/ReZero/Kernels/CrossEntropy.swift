@@ -1,8 +1,8 @@
 /// Softmax and mean cross-entropy fused: logits are turned into probabilities in place.
-public enum CrossEntropy {
+enum CrossEntropy {
     /// Returns the summed loss (nats) over `rows`; `logits` hold softmax probabilities afterwards.
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ logits: UnsafeMutablePointer<S>, targets: UnsafePointer<UInt8>, rows: Int, classes: Int
     ) -> Double {
         var total = 0.0
@@ -16,7 +16,7 @@ public enum CrossEntropy {
 
     /// dLogits = scale · (p − onehot(target)).
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dLogits: UnsafeMutablePointer<S>, probabilities: UnsafePointer<S>,
         targets: UnsafePointer<UInt8>, rows: Int, classes: Int, scale: S
     ) {
@@ -28,23 +28,23 @@ public enum CrossEntropy {
     }
 }
 
-public enum Softmax {
+enum Softmax {
     /// Numerically stable softmax of one row, in place.
     @inline(__always)
-    public static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) {
+    static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) {
         var m = x[0]
         for i in 1..<count where x[i] > m { m = x[i] }
         S.exponentiate(x, count: count, shift: m)
-        let inv = 1 / S.absoluteSum(count, x)
+        let inv = 1 / Reduction.sum(count, x)
         for i in 0..<count { x[i] *= inv }
     }
 
     /// Row softmax backward in place: d ← p ⊙ (d − Σ p·d).
     @inline(__always)
-    public static func rowBackward<S: TensorScalar>(
+    static func rowBackward<S: TensorScalar>(
         _ d: UnsafeMutablePointer<S>, probabilities p: UnsafePointer<S>, count: Int
     ) {
-        let dot = S.dot(count, p, d)
+        let dot = Reduction.dot(count, p, d)
         for i in 0..<count { d[i] = p[i] * (d[i] - dot) }
     }
 }

@@ -1,7 +1,7 @@
 /// x[b,t] = tokenTable[token[b,t]] + positionTable[t].
-public enum Embedding {
+enum Embedding {
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ x: UnsafeMutablePointer<S>, tokens: UnsafePointer<UInt8>,
         tokenTable: UnsafePointer<S>, positionTable: UnsafePointer<S>,
         batch: Int, sequence: Int, width: Int
@@ -17,7 +17,7 @@ public enum Embedding {
     }
 
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dTokenTable: UnsafeMutablePointer<S>, dPositionTable: UnsafeMutablePointer<S>,
         dx: UnsafePointer<S>, tokens: UnsafePointer<UInt8>, batch: Int, sequence: Int, width: Int
     ) {

@@ -1,10 +1,10 @@
 /// Row-wise LayerNorm over the last dimension, with affine weight and bias.
-public enum LayerNorm {
-    public static let epsilon = 1e-5
+enum LayerNorm {
+    static let epsilon = 1e-5
 
     /// Stores each row's mean and 1/σ for the backward pass.
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ y: UnsafeMutablePointer<S>, mean: UnsafeMutablePointer<S>, rstd: UnsafeMutablePointer<S>,
         _ x: UnsafePointer<S>, weight: UnsafePointer<S>, bias: UnsafePointer<S>, rows: Int, width: Int
     ) {
@@ -25,7 +25,7 @@ public enum LayerNorm {
 
     /// Accumulates dWeight, dBias; writes dx, or adds to it when `accumulateInput`.
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dx: UnsafeMutablePointer<S>, accumulateInput: Bool,
         dWeight: UnsafeMutablePointer<S>, dBias: UnsafeMutablePointer<S>,
         dy: UnsafePointer<S>, x: UnsafePointer<S>, mean: UnsafePointer<S>, rstd: UnsafePointer<S>,

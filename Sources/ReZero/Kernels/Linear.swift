@@ -1,7 +1,7 @@
 /// y[N,out] = x[N,in] · Wᵀ + b, with W stored [out, in] (PyTorch's layout).
-public enum Linear {
+enum Linear {
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ y: UnsafeMutablePointer<S>, _ x: UnsafePointer<S>,
         weight: UnsafePointer<S>, bias: UnsafePointer<S>, rows: Int, inputs: Int, outputs: Int
     ) {
@@ -12,7 +12,7 @@ public enum Linear {
 
     /// Accumulates dW and db; writes dx, or adds to it when `accumulateInput`.
     @inline(__always)
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dx: UnsafeMutablePointer<S>?, accumulateInput: Bool,
         dWeight: UnsafeMutablePointer<S>, dBias: UnsafeMutablePointer<S>,
         dy: UnsafePointer<S>, x: UnsafePointer<S>, weight: UnsafePointer<S>,

@@ -1,7 +1,7 @@
 /// The gated residual branch y = x + α·f (α = 1 for the plain residual of Pre-/Post-LN).
-public enum Residual {
+enum Residual {
     @inline(__always)
-    public static func forward<S: TensorScalar>(
+    static func forward<S: TensorScalar>(
         _ y: UnsafeMutablePointer<S>, _ x: UnsafePointer<S>, branch f: UnsafePointer<S>,
         alpha: S, count: Int
     ) {
@@ -11,11 +11,11 @@ public enum Residual {
     /// Given dy: writes dBranch = α·dy and returns ∂L/∂α = Σ dy·f. (∂L/∂x = dy passes through.)
     @inline(__always)
     @discardableResult
-    public static func backward<S: TensorScalar>(
+    static func backward<S: TensorScalar>(
         dBranch: UnsafeMutablePointer<S>, dy: UnsafePointer<S>, branch f: UnsafePointer<S>,
         alpha: S, count: Int
     ) -> S {
         for i in 0..<count { dBranch[i] = alpha * dy[i] }
-        return S.dot(count, dy, f)
+        return Reduction.dot(count, dy, f)
     }
 }

@@ -7,45 +7,52 @@ public struct NonFiniteValue: Error, CustomStringConvertible {
     }
 }
 
-/// The byte-level ReZero Transformer language model: parameters and gradients in two flat buffers
-/// with the layout of `ParameterLayout`, forward and backward written on BLAS.
+/// Follows backward as it goes, for a gradient all-reduce that overlaps with it.
+protocol BackwardObserver: AnyObject {
+    /// The gradients in `range` will not change again in this backward pass: the head, then per
+    /// layer from the last its feed-forward part and its attention part (α included), then the
+    /// embeddings — together, the whole buffer.
+    func gradientsReady(_ range: Range<Int>)
+    /// Called between the products of backward, so that communication can make progress.
+    func poll()
+}
+
+/// The byte-level Transformer language model: parameters and gradients in two flat buffers with
+/// the layout of `ParameterLayout`, forward and backward written on BLAS. Each layer is two
+/// residual sublayers wired as its variant's `Architecture` says.
 public final class Model<S: TensorScalar> {
     public let config: ModelConfig
+    let architecture: Architecture
     public let layout: ParameterLayout
     public let parameters: UnsafeMutablePointer<S>
-    public let gradients: UnsafeMutablePointer<S>
+    let gradients: UnsafeMutablePointer<S>
     public var parameterCount: Int { layout.count }
 
     /// When set, every activation and gradient is checked for NaN/Inf; the step is for messages.
-    public var debugStep: Int?
+    var debugStep: Int?
     /// Query rows per block of the causal attention products (a speed knob; the function is the same).
-    public var attentionBlock = 64
-    /// Called during backward as each part's gradients become final — the head, then for each
-    /// layer from the last its feed-forward part and its attention part, then the embeddings
-    /// (together, the whole buffer) — and with an empty range between the products inside a
-    /// layer; the trainer starts and drives the all-reduce here.
-    public var gradientsReady: ((Range<Int>) -> Void)?
+    var attentionBlock = 64
+    var backwardObserver: (any BackwardObserver)?
 
     public init(config: ModelConfig, seed: UInt64) {
         self.config = config
+        architecture = config.architecture
         layout = ParameterLayout(config)
-        parameters = .allocate(capacity: layout.count)
-        gradients = .allocate(capacity: layout.count)
-        gradients.initialize(repeating: 0, count: layout.count)
-        parameters.initialize(repeating: 0, count: layout.count)
+        parameters = TensorMemory.allocate(S.self, count: layout.count)
+        gradients = TensorMemory.allocate(S.self, count: layout.count)
         initializeParameters(seed: seed)
     }
 
     deinit {
-        parameters.deallocate()
-        gradients.deallocate()
+        TensorMemory.deallocate(parameters)
+        TensorMemory.deallocate(gradients)
     }
 
     /// Xavier-uniform matrices, N(0, 1) embeddings (PyTorch's nn.Embedding default: without
-    /// LayerNorm, ReZero's residual stream keeps the scale of its input), zero biases, unit LayerNorm gains and α
-    /// at the variant's initial value. Tensor i draws from its own counter stream, so a tensor's
-    /// values do not depend on the tensors laid out before it.
-    public func initializeParameters(seed: UInt64) {
+    /// LayerNorm, ReZero's residual stream keeps the scale of its input), zero biases, unit
+    /// LayerNorm gains and α at the variant's initial value. Tensor i draws from its own counter
+    /// stream, so a tensor's values do not depend on the tensors laid out before it.
+    func initializeParameters(seed: UInt64) {
         for (index, spec) in layout.tensors.enumerated() {
             let stream = CounterRandom.Stream.initialization.rawValue << 32 | UInt64(index)
             let values = parameters + spec.offset
@@ -65,185 +72,173 @@ public final class Model<S: TensorScalar> {
             case .norm:
                 values.update(repeating: spec.name.hasSuffix(".weight") ? 1 : 0, count: spec.count)
             case .alpha:
-                values[0] = S(config.variant.alphaInit)
+                if case .alpha(let initial) = architecture.gate { values[0] = S(initial) }
             }
         }
     }
 
-    public func zeroGradients() { gradients.update(repeating: 0, count: layout.count) }
+    func zeroGradients() { gradients.update(repeating: 0, count: layout.count) }
 
-    public func alpha(layer: Int) -> S {
-        layout.layers[layer].alpha.map { parameters[$0] } ?? 1
-    }
+    /// α of every layer (empty for variants without α).
+    public var alphas: [Double] { layout.alphaOffsets.map { Double(parameters[$0]) } }
+
+    /// The gate of layer l's sublayers: its α, or 1.
+    @inline(__always)
+    private func gate(_ l: Int) -> S { layout.layers[l].alpha.map { parameters[$0] } ?? 1 }
+
+    /// The LayerNorm of sublayer s.
+    @inline(__always)
+    private func norm(_ s: Int) -> (weight: Int, bias: Int) { layout.layers[s / 2].norm(s % 2)! }
 
     // MARK: Forward
 
-    /// Runs the model on `workspace.tokens` and returns the mean cross-entropy (nats) against
-    /// `workspace.targets`. Afterwards `workspace.logits` holds the softmax probabilities.
+    /// Runs the model on `ws.tokens` and returns the mean cross-entropy (nats) against
+    /// `ws.targets`. Afterwards `ws.nextByteProbabilities` holds the softmax of the logits.
     @discardableResult
-    public func forward(_ ws: Workspace<S>) throws(NonFiniteValue) -> Double {
-        let n = ws.rows, d = config.dModel
-        Embedding.forward(ws.residual[0], tokens: ws.tokens, tokenTable: parameters + layout.tokenEmbedding,
+    func forward(_ ws: Workspace<S>) throws(NonFiniteValue) -> Double {
+        let n = ws.rows, d = config.dModel, v = ModelConfig.vocabulary
+        Embedding.forward(ws[.stream, 0], tokens: ws.tokens, tokenTable: parameters + layout.tokenEmbedding,
                           positionTable: parameters + layout.positionEmbedding,
                           batch: ws.batch, sequence: ws.sequence, width: d)
-        try check("embedding", nil, ws.residual[0], n * d)
-        for l in 0..<config.layers {
-            try layerForward(l, ws)
+        try check("embedding", nil, ws[.stream, 0], n * d)
+        for s in 0..<2 * config.layers { try sublayerForward(s, ws) }
+        var headInput = ws[.stream, 2 * config.layers]
+        if let final = layout.finalNorm {
+            layerNorm(ws[.finalNormOut], stats: ws[.finalNormStats], headInput, final, rows: n)
+            headInput = ws[.finalNormOut]
         }
-        let headInput = try finalNormForward(ws)
-        Linear.forward(ws.logits, headInput, weight: parameters + layout.headWeight,
-                       bias: parameters + layout.headBias, rows: n, inputs: d,
-                       outputs: ModelConfig.vocabulary)
-        try check("logits", nil, ws.logits, n * ModelConfig.vocabulary)
-        let total = CrossEntropy.forward(ws.logits, targets: ws.targets, rows: n,
-                                         classes: ModelConfig.vocabulary)
-        return total / Double(n)
+        Linear.forward(ws[.logits], headInput, weight: parameters + layout.headWeight,
+                       bias: parameters + layout.headBias, rows: n, inputs: d, outputs: v)
+        try check("logits", nil, ws[.logits], n * v)
+        return CrossEntropy.forward(ws[.logits], targets: ws.targets, rows: n, classes: v) / Double(n)
     }
 
-    private func layerForward(_ l: Int, _ ws: Workspace<S>) throws(NonFiniteValue) {
-        let x = ws.residual[l], y = ws.residual[l + 1], a = ws.layers[l], o = layout.layers[l]
-        let count = ws.rows * config.dModel
-        switch config.variant {
-        case .rezero, .rezeroAlpha1:
-            let alpha = parameters[o.alpha!]
-            try attentionForward(l, input: x, ws)
-            Residual.forward(a.mid, x, branch: a.attnOut, alpha: alpha, count: count)
-            try ffnForward(l, input: a.mid, ws)
-            Residual.forward(y, a.mid, branch: a.ffnOut, alpha: alpha, count: count)
-        case .prenorm:
-            normForward(a.norm1, a.mean1, a.rstd1, x, o.norm1Weight!, o.norm1Bias!, ws.rows)
-            try attentionForward(l, input: a.norm1, ws)
-            Residual.forward(a.mid, x, branch: a.attnOut, alpha: 1, count: count)
-            normForward(a.norm2, a.mean2, a.rstd2, a.mid, o.norm2Weight!, o.norm2Bias!, ws.rows)
-            try ffnForward(l, input: a.norm2, ws)
-            Residual.forward(y, a.mid, branch: a.ffnOut, alpha: 1, count: count)
-        case .postnorm:
-            try attentionForward(l, input: x, ws)
-            Residual.forward(a.sum1, x, branch: a.attnOut, alpha: 1, count: count)
-            normForward(a.mid, a.mean1, a.rstd1, a.sum1, o.norm1Weight!, o.norm1Bias!, ws.rows)
-            try ffnForward(l, input: a.mid, ws)
-            Residual.forward(a.sum2, a.mid, branch: a.ffnOut, alpha: 1, count: count)
-            normForward(y, a.mean2, a.rstd2, a.sum2, o.norm2Weight!, o.norm2Bias!, ws.rows)
+    /// stream[s + 1] from stream[s] through residual sublayer s.
+    private func sublayerForward(_ s: Int, _ ws: Workspace<S>) throws(NonFiniteValue) {
+        let l = s / 2, count = ws.rows * config.dModel
+        let x = ws[.stream, s], y = ws[.stream, s + 1], branch = ws[.branch, s]
+        var input = x
+        if architecture.norm == .beforeSublayer {
+            input = ws[.normOut, s]
+            layerNorm(input, stats: ws[.normStats, s], x, norm(s), rows: ws.rows)
         }
-        try check("layer output", l, y, count)
+        if s % 2 == 0 {
+            try attentionForward(l, input: input, output: branch, ws)
+        } else {
+            try feedForwardForward(l, input: input, output: branch, ws)
+        }
+        if architecture.norm == .afterResidual {
+            let sum = ws[.residualSum, s]
+            Residual.forward(sum, x, branch: branch, alpha: gate(l), count: count)
+            layerNorm(y, stats: ws[.residualSumStats, s], sum, norm(s), rows: ws.rows)
+        } else {
+            Residual.forward(y, x, branch: branch, alpha: gate(l), count: count)
+        }
+        try check(s % 2 == 0 ? "attention sublayer output" : "layer output", l, y, count)
     }
 
-    private func attentionForward(_ l: Int, input: UnsafeMutablePointer<S>, _ ws: Workspace<S>) throws(NonFiniteValue) {
-        let a = ws.layers[l], o = layout.layers[l], n = ws.rows, d = config.dModel
-        Linear.forward(a.qkv, input, weight: parameters + o.qkvWeight, bias: parameters + o.qkvBias,
+    private func attentionForward(_ l: Int, input: UnsafeMutablePointer<S>, output: UnsafeMutablePointer<S>,
+                                  _ ws: Workspace<S>) throws(NonFiniteValue) {
+        let o = layout.layers[l], n = ws.rows, d = config.dModel
+        Linear.forward(ws[.qkv, l], input, weight: parameters + o.qkvWeight, bias: parameters + o.qkvBias,
                        rows: n, inputs: d, outputs: 3 * d)
-        try check("attn.qkv", l, a.qkv, n * 3 * d)
-        Attention.forward(a.heads, probabilities: a.probabilities, qkv: a.qkv, shape: attentionShape(ws))
-        Linear.forward(a.attnOut, a.heads, weight: parameters + o.projWeight, bias: parameters + o.projBias,
+        try check("attn.qkv", l, ws[.qkv, l], n * 3 * d)
+        Attention.forward(ws[.heads, l], probabilities: ws[.probabilities, l], qkv: ws[.qkv, l], shape: attentionShape(ws))
+        Linear.forward(output, ws[.heads, l], weight: parameters + o.projWeight, bias: parameters + o.projBias,
                        rows: n, inputs: d, outputs: d)
-        try check("attn.proj", l, a.attnOut, n * d)
+        try check("attn.proj", l, output, n * d)
     }
 
-    private func ffnForward(_ l: Int, input: UnsafeMutablePointer<S>, _ ws: Workspace<S>) throws(NonFiniteValue) {
-        let a = ws.layers[l], o = layout.layers[l], n = ws.rows, d = config.dModel, f = config.ffWidth
-        Linear.forward(a.fc1Pre, input, weight: parameters + o.fc1Weight, bias: parameters + o.fc1Bias,
+    private func feedForwardForward(_ l: Int, input: UnsafeMutablePointer<S>, output: UnsafeMutablePointer<S>,
+                                    _ ws: Workspace<S>) throws(NonFiniteValue) {
+        let o = layout.layers[l], n = ws.rows, d = config.dModel, f = config.ffWidth
+        Linear.forward(ws[.hidden, l], input, weight: parameters + o.fc1Weight, bias: parameters + o.fc1Bias,
                        rows: n, inputs: d, outputs: f)
-        Activation.forward(config.activation, a.fc1Act, a.fc1Pre, count: n * f)
-        Linear.forward(a.ffnOut, a.fc1Act, weight: parameters + o.fc2Weight, bias: parameters + o.fc2Bias,
+        Activation.forward(config.activation, ws[.activated, l], ws[.hidden, l], count: n * f)
+        Linear.forward(output, ws[.activated, l], weight: parameters + o.fc2Weight, bias: parameters + o.fc2Bias,
                        rows: n, inputs: f, outputs: d)
-        try check("ffn.fc2", l, a.ffnOut, n * d)
+        try check("ffn.fc2", l, output, n * d)
     }
 
-    private func normForward(_ y: UnsafeMutablePointer<S>, _ mean: UnsafeMutablePointer<S>,
-                             _ rstd: UnsafeMutablePointer<S>, _ x: UnsafeMutablePointer<S>,
-                             _ weight: Int, _ bias: Int, _ rows: Int) {
-        LayerNorm.forward(y, mean: mean, rstd: rstd, x, weight: parameters + weight, bias: parameters + bias,
-                          rows: rows, width: config.dModel)
-    }
-
-    private func finalNormForward(_ ws: Workspace<S>) throws(NonFiniteValue) -> UnsafeMutablePointer<S> {
-        let last = ws.residual[config.layers]
-        guard let w = layout.finalNormWeight, let b = layout.finalNormBias else { return last }
-        normForward(ws.finalNorm, ws.finalMean, ws.finalRstd, last, w, b, ws.rows)
-        return ws.finalNorm
+    /// Rows of `x` normalized into `y`; `stats` holds the row means, then the rows' 1/σ.
+    private func layerNorm(_ y: UnsafeMutablePointer<S>, stats: UnsafeMutablePointer<S>, _ x: UnsafeMutablePointer<S>,
+                           _ norm: (weight: Int, bias: Int), rows: Int) {
+        LayerNorm.forward(y, mean: stats, rstd: stats + rows, x, weight: parameters + norm.weight,
+                          bias: parameters + norm.bias, rows: rows, width: config.dModel)
     }
 
     // MARK: Backward
 
     /// Accumulates into `gradients` the gradient of `lossScale` × (summed token losses) of the
     /// last forward pass: lossScale = 1/rows gives the gradient of the mean loss.
-    public func backward(_ ws: Workspace<S>, lossScale: S) throws(NonFiniteValue) {
-        let n = ws.rows, d = config.dModel, v = ModelConfig.vocabulary
-        CrossEntropy.backward(dLogits: ws.dLogits, probabilities: ws.logits, targets: ws.targets,
+    func backward(_ ws: Workspace<S>, lossScale: S) throws(NonFiniteValue) {
+        let n = ws.rows, d = config.dModel, v = ModelConfig.vocabulary, last = ws[.stream, 2 * config.layers]
+        CrossEntropy.backward(dLogits: ws[.dLogits], probabilities: ws[.logits], targets: ws.targets,
                               rows: n, classes: v, scale: lossScale)
-        let last = ws.residual[config.layers]
-        let headInput = layout.finalNormWeight == nil ? last : ws.finalNorm
-        let dHeadInput = layout.finalNormWeight == nil ? ws.dResidual : ws.dBranch
-        Linear.backward(dx: dHeadInput, accumulateInput: false, dWeight: gradients + layout.headWeight,
-                        dBias: gradients + layout.headBias, dy: ws.dLogits, x: headInput,
+        Linear.backward(dx: ws[.dStream], accumulateInput: false, dWeight: gradients + layout.headWeight,
+                        dBias: gradients + layout.headBias, dy: ws[.dLogits],
+                        x: layout.finalNorm == nil ? last : ws[.finalNormOut],
                         weight: parameters + layout.headWeight, rows: n, inputs: d, outputs: v)
-        if let w = layout.finalNormWeight, let b = layout.finalNormBias {
-            LayerNorm.backward(dx: ws.dResidual, accumulateInput: false, dWeight: gradients + w,
-                               dBias: gradients + b, dy: ws.dBranch, x: last, mean: ws.finalMean,
-                               rstd: ws.finalRstd, weight: parameters + w, rows: n, width: d)
+        if let final = layout.finalNorm {
+            layerNormBackward(dx: ws[.dStream], accumulate: false, dy: ws[.dStream], x: last,
+                              stats: ws[.finalNormStats], final, rows: n)
         }
-        try check("∂head input", nil, ws.dResidual, n * d)
-        gradientsReady?(layout.headRange)
-        for l in stride(from: config.layers - 1, through: 0, by: -1) {
-            try layerBackward(l, ws)
-            gradientsReady?(layout.attentionRange(l))
+        try check("∂head input", nil, ws[.dStream], n * d)
+        backwardObserver?.gradientsReady(layout.headRange)
+        for s in stride(from: 2 * config.layers - 1, through: 0, by: -1) {
+            try sublayerBackward(s, ws)
+            backwardObserver?.gradientsReady(s % 2 == 1 ? layout.feedForwardRange(s / 2) : layout.attentionRange(s / 2))
         }
         Embedding.backward(dTokenTable: gradients + layout.tokenEmbedding,
-                           dPositionTable: gradients + layout.positionEmbedding, dx: ws.dResidual,
+                           dPositionTable: gradients + layout.positionEmbedding, dx: ws[.dStream],
                            tokens: ws.tokens, batch: ws.batch, sequence: ws.sequence, width: d)
-        gradientsReady?(layout.embeddingRange)
+        backwardObserver?.gradientsReady(layout.embeddingRange)
     }
 
-    /// On entry ws.dResidual = ∂L/∂(layer output); on exit ∂L/∂(layer input), updated in place.
-    /// The sublayers' input gradients are added straight into it (BLAS beta = 1), because every
-    /// variant's residual path passes the gradient through unchanged.
-    private func layerBackward(_ l: Int, _ ws: Workspace<S>) throws(NonFiniteValue) {
-        let x = ws.residual[l], a = ws.layers[l], o = layout.layers[l], n = ws.rows
-        let count = n * config.dModel
-        let dr = ws.dResidual
-        switch config.variant {
-        case .rezero, .rezeroAlpha1:
-            let alpha = parameters[o.alpha!]
-            var dAlpha = Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.ffnOut, alpha: alpha, count: count)
-            ffnBackward(l, input: a.mid, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
-            gradientsReady?(layout.feedForwardRange(l))
-            dAlpha += Residual.backward(dBranch: ws.dBranch, dy: dr, branch: a.attnOut, alpha: alpha, count: count)
-            attentionBackward(l, input: x, dOut: ws.dBranch, dInput: dr, accumulate: true, ws)
-            gradients[o.alpha!] += dAlpha
-        case .prenorm:
-            ffnBackward(l, input: a.norm2, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
-            normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: a.mid, a.mean2, a.rstd2,
-                         o.norm2Weight!, o.norm2Bias!, n)
-            gradientsReady?(layout.feedForwardRange(l))
-            attentionBackward(l, input: a.norm1, dOut: dr, dInput: ws.dBranch, accumulate: false, ws)
-            normBackward(dx: dr, accumulate: true, dy: ws.dBranch, x: x, a.mean1, a.rstd1,
-                         o.norm1Weight!, o.norm1Bias!, n)
-        case .postnorm:
-            // LayerNorm's backward is safe in place: each row's sums are taken before it is written.
-            normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum2, a.mean2, a.rstd2,
-                         o.norm2Weight!, o.norm2Bias!, n)
-            ffnBackward(l, input: a.mid, dOut: dr, dInput: dr, accumulate: true, ws)
-            gradientsReady?(layout.feedForwardRange(l))
-            normBackward(dx: dr, accumulate: false, dy: dr, x: a.sum1, a.mean1, a.rstd1,
-                         o.norm1Weight!, o.norm1Bias!, n)
-            attentionBackward(l, input: x, dOut: dr, dInput: dr, accumulate: true, ws)
+    /// On entry ws[.dStream] = ∂L/∂stream[s + 1]; on exit ∂L/∂stream[s], updated in place. The
+    /// residual path passes the gradient through unchanged, so the sublayer's input gradient is
+    /// added straight into it (BLAS beta = 1).
+    private func sublayerBackward(_ s: Int, _ ws: Workspace<S>) throws(NonFiniteValue) {
+        let l = s / 2, n = ws.rows, count = n * config.dModel, dStream = ws[.dStream]
+        let pre = architecture.norm == .beforeSublayer
+        if architecture.norm == .afterResidual {
+            // In place: LayerNorm's backward takes each row's sums before it writes the row.
+            layerNormBackward(dx: dStream, accumulate: false, dy: dStream, x: ws[.residualSum, s],
+                              stats: ws[.residualSumStats, s], norm(s), rows: n)
         }
-        try check("∂layer input", l, dr, count)
+        var dBranch = dStream
+        if let alpha = layout.layers[l].alpha {
+            dBranch = ws[.dBranch]
+            gradients[alpha] += Residual.backward(dBranch: dBranch, dy: dStream, branch: ws[.branch, s],
+                                                  alpha: parameters[alpha], count: count)
+        }
+        let input = pre ? ws[.normOut, s] : ws[.stream, s]
+        let dInput = pre ? ws[.dNormOut] : dStream
+        if s % 2 == 0 {
+            attentionBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws)
+        } else {
+            feedForwardBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws)
+        }
+        if pre {
+            layerNormBackward(dx: dStream, accumulate: true, dy: dInput, x: ws[.stream, s],
+                              stats: ws[.normStats, s], norm(s), rows: n)
+        }
+        try check("∂sublayer input", l, dStream, count)
     }
 
     /// dOut may alias dInput: it is fully consumed before the last product writes dInput.
     private func attentionBackward(_ l: Int, input: UnsafeMutablePointer<S>, dOut: UnsafeMutablePointer<S>,
                                    dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>) {
-        let a = ws.layers[l], o = layout.layers[l], n = ws.rows, d = config.dModel
-        Linear.backward(dx: ws.dHeads, accumulateInput: false, dWeight: gradients + o.projWeight,
-                        dBias: gradients + o.projBias, dy: dOut, x: a.heads,
+        let o = layout.layers[l], n = ws.rows, d = config.dModel
+        Linear.backward(dx: ws[.dHeads], accumulateInput: false, dWeight: gradients + o.projWeight,
+                        dBias: gradients + o.projBias, dy: dOut, x: ws[.heads, l],
                         weight: parameters + o.projWeight, rows: n, inputs: d, outputs: d)
-        gradientsReady?(0..<0)
-        Attention.backward(dqkv: ws.dQKV, dOut: ws.dHeads, qkv: a.qkv, probabilities: a.probabilities,
-                           scratch: ws.dScores, shape: attentionShape(ws))
-        gradientsReady?(0..<0)
+        backwardObserver?.poll()
+        Attention.backward(dqkv: ws[.dQKV], dOut: ws[.dHeads], qkv: ws[.qkv, l], probabilities: ws[.probabilities, l],
+                           scratch: ws[.dScores], shape: attentionShape(ws))
+        backwardObserver?.poll()
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.qkvWeight,
-                        dBias: gradients + o.qkvBias, dy: ws.dQKV, x: input,
+                        dBias: gradients + o.qkvBias, dy: ws[.dQKV], x: input,
                         weight: parameters + o.qkvWeight, rows: n, inputs: d, outputs: 3 * d)
         // The key bias adds q·b to every score of a row, which softmax ignores: its gradient is
         // exactly zero. Its computed value is rounding noise that Adam would amplify into ±lr
@@ -252,25 +247,25 @@ public final class Model<S: TensorScalar> {
     }
 
     /// dOut may alias dInput: it is fully consumed before the last product writes dInput.
-    private func ffnBackward(_ l: Int, input: UnsafeMutablePointer<S>, dOut: UnsafeMutablePointer<S>,
-                             dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>) {
-        let a = ws.layers[l], o = layout.layers[l], n = ws.rows, d = config.dModel, f = config.ffWidth
-        Linear.backward(dx: ws.dFC, accumulateInput: false, dWeight: gradients + o.fc2Weight,
-                        dBias: gradients + o.fc2Bias, dy: dOut, x: a.fc1Act,
+    private func feedForwardBackward(_ l: Int, input: UnsafeMutablePointer<S>, dOut: UnsafeMutablePointer<S>,
+                                     dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>) {
+        let o = layout.layers[l], n = ws.rows, d = config.dModel, f = config.ffWidth
+        Linear.backward(dx: ws[.dHidden], accumulateInput: false, dWeight: gradients + o.fc2Weight,
+                        dBias: gradients + o.fc2Bias, dy: dOut, x: ws[.activated, l],
                         weight: parameters + o.fc2Weight, rows: n, inputs: f, outputs: d)
-        Activation.backward(config.activation, ws.dFC, a.fc1Pre, count: n * f)
-        gradientsReady?(0..<0)
+        Activation.backward(config.activation, ws[.dHidden], ws[.hidden, l], count: n * f)
+        backwardObserver?.poll()
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.fc1Weight,
-                        dBias: gradients + o.fc1Bias, dy: ws.dFC, x: input,
+                        dBias: gradients + o.fc1Bias, dy: ws[.dHidden], x: input,
                         weight: parameters + o.fc1Weight, rows: n, inputs: d, outputs: f)
     }
 
-    private func normBackward(dx: UnsafeMutablePointer<S>, accumulate: Bool, dy: UnsafeMutablePointer<S>,
-                              x: UnsafeMutablePointer<S>, _ mean: UnsafeMutablePointer<S>,
-                              _ rstd: UnsafeMutablePointer<S>, _ weight: Int, _ bias: Int, _ rows: Int) {
-        LayerNorm.backward(dx: dx, accumulateInput: accumulate, dWeight: gradients + weight,
-                           dBias: gradients + bias, dy: dy, x: x, mean: mean, rstd: rstd,
-                           weight: parameters + weight, rows: rows, width: config.dModel)
+    private func layerNormBackward(dx: UnsafeMutablePointer<S>, accumulate: Bool, dy: UnsafeMutablePointer<S>,
+                                   x: UnsafeMutablePointer<S>, stats: UnsafeMutablePointer<S>,
+                                   _ norm: (weight: Int, bias: Int), rows: Int) {
+        LayerNorm.backward(dx: dx, accumulateInput: accumulate, dWeight: gradients + norm.weight,
+                           dBias: gradients + norm.bias, dy: dy, x: x, mean: stats, rstd: stats + rows,
+                           weight: parameters + norm.weight, rows: rows, width: config.dModel)
     }
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
@@ -289,7 +284,7 @@ public final class Model<S: TensorScalar> {
     }
 
     /// Debug mode: the first non-finite gradient, by parameter tensor name.
-    public func checkGradients() throws(NonFiniteValue) {
+    func checkGradients() throws(NonFiniteValue) {
         guard let step = debugStep else { return }
         for spec in layout.tensors {
             for i in spec.range where !gradients[i].isFinite {

@@ -19,6 +19,13 @@ public struct LayerOffsets: Sendable {
     public var norm1Weight: Int?, norm1Bias: Int?, norm2Weight: Int?, norm2Bias: Int?
     public var qkvWeight = 0, qkvBias = 0, projWeight = 0, projBias = 0
     public var fc1Weight = 0, fc1Bias = 0, fc2Weight = 0, fc2Bias = 0
+
+    /// The LayerNorm (weight, bias) of residual sublayer 0 (attention) or 1 (feed-forward).
+    func norm(_ sublayer: Int) -> (weight: Int, bias: Int)? {
+        let pair = sublayer == 0 ? (norm1Weight, norm1Bias) : (norm2Weight, norm2Bias)
+        guard let weight = pair.0, let bias = pair.1 else { return nil }
+        return (weight, bias)
+    }
 }
 
 /// Where every tensor lives in the one flat buffer that holds all parameters (and, with the same
@@ -33,14 +40,14 @@ public struct ParameterLayout: Sendable {
 
     public init(_ config: ModelConfig) {
         let d = config.dModel, f = config.ffWidth, v = ModelConfig.vocabulary
-        let variant = config.variant
+        let architecture = config.architecture
         tokenEmbedding = add("token_embedding.weight", [v, d], .embedding)
         positionEmbedding = add("position_embedding.weight", [config.seqLen, d], .embedding)
         for l in 0..<config.layers {
             var o = LayerOffsets()
             let p = "layers.\(l)."
-            if variant.hasAlpha { o.alpha = add(p + "alpha", [1], .alpha) }
-            if variant.hasLayerNorms {
+            if architecture.hasAlpha { o.alpha = add(p + "alpha", [1], .alpha) }
+            if architecture.hasLayerNorms {
                 o.norm1Weight = add(p + "norm1.weight", [d], .norm)
                 o.norm1Bias = add(p + "norm1.bias", [d], .norm)
             }
@@ -48,7 +55,7 @@ public struct ParameterLayout: Sendable {
             o.qkvBias = add(p + "attn.qkv.bias", [3 * d], .bias)
             o.projWeight = add(p + "attn.proj.weight", [d, d], .matrix)
             o.projBias = add(p + "attn.proj.bias", [d], .bias)
-            if variant.hasLayerNorms {
+            if architecture.hasLayerNorms {
                 o.norm2Weight = add(p + "norm2.weight", [d], .norm)
                 o.norm2Bias = add(p + "norm2.bias", [d], .norm)
             }
@@ -58,7 +65,7 @@ public struct ParameterLayout: Sendable {
             o.fc2Bias = add(p + "ffn.fc2.bias", [d], .bias)
             layers.append(o)
         }
-        if variant.hasFinalNorm {
+        if architecture.finalNorm {
             finalNormWeight = add("final_norm.weight", [d], .norm)
             finalNormBias = add("final_norm.bias", [d], .norm)
         }
@@ -67,6 +74,12 @@ public struct ParameterLayout: Sendable {
     }
 
     public var alphaOffsets: [Int] { layers.compactMap(\.alpha) }
+
+    /// The final LayerNorm (weight, bias), when the variant has one.
+    public var finalNorm: (weight: Int, bias: Int)? {
+        guard let weight = finalNormWeight, let bias = finalNormBias else { return nil }
+        return (weight, bias)
+    }
 
     // Contiguous parts of the buffer, in the order backward finishes them (for bucketed all-reduce).
     public var embeddingRange: Range<Int> { 0..<layerStart(0) }

@@ -1,101 +1,143 @@
-/// Activation and activation-gradient buffers for one (batch, sequence) shape, carved out of one
-/// allocation made up front: a training step allocates nothing.
-public final class Workspace<S: TensorScalar> {
-    public struct LayerActivations {
-        /// LayerNorm outputs feeding attention / FFN (Pre-LN) and their row statistics.
-        var norm1: UnsafeMutablePointer<S>, norm2: UnsafeMutablePointer<S>
-        var mean1: UnsafeMutablePointer<S>, rstd1: UnsafeMutablePointer<S>
-        var mean2: UnsafeMutablePointer<S>, rstd2: UnsafeMutablePointer<S>
-        var qkv: UnsafeMutablePointer<S>, probabilities: UnsafeMutablePointer<S>
-        var heads: UnsafeMutablePointer<S>, attnOut: UnsafeMutablePointer<S>
-        /// x + Attn before the Post-LN norm; the stream between the two sublayers.
-        var sum1: UnsafeMutablePointer<S>, mid: UnsafeMutablePointer<S>
-        var fc1Pre: UnsafeMutablePointer<S>, fc1Act: UnsafeMutablePointer<S>
-        var ffnOut: UnsafeMutablePointer<S>, sum2: UnsafeMutablePointer<S>
-    }
+/// Every activation buffer of the model, llm.c's `act_sizes`: what it holds and its shape, with
+/// B batch, T sequence, d width, f feed-forward width, H heads, V = 256 and L layers. A layer is
+/// two residual sublayers, s = 2l (attention) and s = 2l + 1 (feed-forward); see `Architecture`.
+/// A buffer that the variant does not use has no copies, and asking for it traps.
+enum ActivationBuffer: Int, CaseIterable, Sendable {
+    /// [2L+1 × B,T,d] the residual stream: entry s enters sublayer s; entry 2L leaves the last layer.
+    case stream
+    /// [2L × B,T,d] LN(stream) feeding sublayer s — norm before the sublayer.
+    case normOut
+    /// [2L × 2,B,T] that LayerNorm's row means, then its rows' 1/σ — norm before the sublayer.
+    case normStats
+    /// [2L × B,T,d] the sublayer's output F(·), before the gate.
+    case branch
+    /// [2L × B,T,d] stream + gated branch, the LayerNorm's input — norm after the residual.
+    case residualSum
+    /// [2L × 2,B,T] that LayerNorm's row means, then its rows' 1/σ — norm after the residual.
+    case residualSumStats
+    /// [L × B,T,3d] the fused projections Q | K | V.
+    case qkv
+    /// [L × B,H,T,T] attention probabilities; row i holds keys 0…i.
+    case probabilities
+    /// [L × B,T,d] softmax(QKᵀ)V with the heads side by side, before the output projection.
+    case heads
+    /// [L × B,T,f] the first feed-forward product, before the activation.
+    case hidden
+    /// [L × B,T,f] the activation of `hidden`.
+    case activated
+    /// [B,T,d] the final LayerNorm's output — final norm only.
+    case finalNormOut
+    /// [2,B,T] its row means, then its rows' 1/σ — final norm only.
+    case finalNormStats
+    /// [B,T,V] the logits, overwritten in place by their softmax.
+    case logits
+    // Gradient scratch, reused by every layer:
+    /// [B,T,d] ∂L/∂stream, carried from the head down to the embeddings (first ∂L/∂finalNormOut).
+    case dStream
+    /// [B,T,d] ∂L/∂branch when the gate is α (α·∂L/∂output).
+    case dBranch
+    /// [B,T,d] ∂L/∂normOut — norm before the sublayer.
+    case dNormOut
+    /// [B,T,d] ∂L/∂heads.
+    case dHeads
+    /// [B,T,3d] ∂L/∂qkv.
+    case dQKV
+    /// [B,T,f] ∂L/∂activated, then ∂L/∂hidden in place.
+    case dHidden
+    /// [workers × T,T] ∂L/∂scores of one (sequence, head) pair per attention worker.
+    case dScores
+    /// [B,T,V] ∂L/∂logits.
+    case dLogits
 
-    public let batch: Int, sequence: Int
-    public var rows: Int { batch * sequence }
-    public let tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>
-    /// residual[l] is the input of layer l; residual[L] the output of the last layer.
-    var residual: [UnsafeMutablePointer<S>] = []
-    var layers: [LayerActivations] = []
-    var finalNorm: UnsafeMutablePointer<S>, finalMean: UnsafeMutablePointer<S>, finalRstd: UnsafeMutablePointer<S>
-    /// Softmax probabilities after the forward pass (the logits are overwritten in place).
-    public internal(set) var logits: UnsafeMutablePointer<S>
-    // Gradient scratch, shared by all layers.
-    var dResidual: UnsafeMutablePointer<S>, dBranch: UnsafeMutablePointer<S>, dHeads: UnsafeMutablePointer<S>
-    var dQKV: UnsafeMutablePointer<S>, dFC: UnsafeMutablePointer<S>, dScores: UnsafeMutablePointer<S>
-    var dLogits: UnsafeMutablePointer<S>
+    /// (copies, elements per copy) for a model and a (batch, sequence) shape.
+    static func size(_ buffer: ActivationBuffer, _ c: ModelConfig, batch b: Int, sequence t: Int,
+                     attentionWorkers workers: Int) -> (copies: Int, count: Int) {
+        let a = c.architecture, l = c.layers, d = c.dModel, f = c.ffWidth, v = ModelConfig.vocabulary
+        let rows = b * t, sublayers = 2 * l
+        let pre = a.norm == .beforeSublayer, post = a.norm == .afterResidual
+        switch buffer {
+        case .stream: return (sublayers + 1, rows * d)
+        case .normOut: return (pre ? sublayers : 0, rows * d)
+        case .normStats: return (pre ? sublayers : 0, rows * 2)
+        case .branch: return (sublayers, rows * d)
+        case .residualSum: return (post ? sublayers : 0, rows * d)
+        case .residualSumStats: return (post ? sublayers : 0, rows * 2)
+        case .qkv: return (l, rows * 3 * d)
+        case .probabilities: return (l, b * c.heads * t * t)
+        case .heads: return (l, rows * d)
+        case .hidden, .activated: return (l, rows * f)
+        case .finalNormOut: return (a.finalNorm ? 1 : 0, rows * d)
+        case .finalNormStats: return (a.finalNorm ? 1 : 0, rows * 2)
+        case .logits, .dLogits: return (1, rows * v)
+        case .dStream, .dHeads: return (1, rows * d)
+        case .dBranch: return (a.hasAlpha ? 1 : 0, rows * d)
+        case .dNormOut: return (pre ? 1 : 0, rows * d)
+        case .dQKV: return (1, rows * 3 * d)
+        case .dHidden: return (1, rows * f)
+        case .dScores: return (workers, t * t)
+        }
+    }
+}
+
+/// The activations of one (batch, sequence) shape, every `ActivationBuffer` carved out of one
+/// allocation made up front: a training step allocates nothing.
+final class Workspace<S: TensorScalar> {
+    let batch: Int, sequence: Int
+    var rows: Int { batch * sequence }
+    /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
+    let attentionWorkers: Int
+    let tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>
+    /// Elements of all buffers together.
+    let scalarCount: Int
 
     private let storage: UnsafeMutablePointer<S>
-    public let scalarCount: Int
+    /// Per buffer: its first copy (nil when the variant has none), elements per copy, copies.
+    private let starts: [UnsafeMutablePointer<S>?]
+    private let counts: [Int], copies: [Int]
 
-    /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
-    public let attentionWorkers: Int
-
-    public init(config: ModelConfig, batch: Int, sequence: Int, attentionWorkers: Int = 1) {
+    init(config: ModelConfig, batch: Int, sequence: Int, attentionWorkers: Int = 1) {
         precondition(sequence <= config.seqLen && sequence >= 1 && batch >= 1)
         self.batch = batch
         self.sequence = sequence
-        self.attentionWorkers = Swift.max(1, attentionWorkers)
-        let n = batch * sequence, d = config.dModel, f = config.ffWidth
-        let v = ModelConfig.vocabulary, h = config.heads
-        let norms = config.variant.hasLayerNorms
-        let postnorm = config.variant == .postnorm
-        let prenorm = config.variant == .prenorm
-
-        // Two passes over the same carving: the first counts, the second hands out pointers.
-        var sizes: [Int] = []
-        func carve(_ count: Int) { sizes.append(count) }
-        func layerSizes() {
-            carve(prenorm ? n * d : 0); carve(prenorm ? n * d : 0)
-            for _ in 0..<4 { carve(norms ? n : 0) }
-            carve(n * 3 * d); carve(batch * h * sequence * sequence)
-            carve(n * d); carve(n * d)
-            carve(postnorm ? n * d : 0); carve(n * d)
-            carve(n * f); carve(n * f)
-            carve(n * d); carve(postnorm ? n * d : 0)
+        let workers = Swift.max(1, attentionWorkers)
+        self.attentionWorkers = workers
+        let sizes = ActivationBuffer.allCases.map {
+            ActivationBuffer.size($0, config, batch: batch, sequence: sequence, attentionWorkers: workers)
         }
-        for _ in 0...config.layers { carve(n * d) }
-        for _ in 0..<config.layers { layerSizes() }
-        carve(config.variant.hasFinalNorm ? n * d : 0); carve(n); carve(n)
-        carve(n * v)
-        carve(n * d); carve(n * d); carve(n * d); carve(n * 3 * d); carve(n * f)
-        carve(self.attentionWorkers * sequence * sequence); carve(n * v)
-
-        scalarCount = sizes.reduce(0, +)
-        storage = .allocate(capacity: Swift.max(scalarCount, 1))
-        storage.initialize(repeating: 0, count: Swift.max(scalarCount, 1))
-        tokens = .allocate(capacity: n)
-        tokens.initialize(repeating: 0, count: n)
-        targets = .allocate(capacity: n)
-        targets.initialize(repeating: 0, count: n)
-
+        scalarCount = sizes.reduce(0) { $0 + $1.copies * $1.count }
+        storage = TensorMemory.allocate(S.self, count: scalarCount)
         var cursor = storage
-        var index = 0
-        func next() -> UnsafeMutablePointer<S> {
-            defer { cursor += sizes[index]; index += 1 }
+        starts = sizes.map { size in
+            guard size.copies > 0 else { return nil }
+            defer { cursor += size.copies * size.count }
             return cursor
         }
-        residual = (0...config.layers).map { _ in next() }
-        for _ in 0..<config.layers {
-            layers.append(LayerActivations(
-                norm1: next(), norm2: next(), mean1: next(), rstd1: next(), mean2: next(), rstd2: next(),
-                qkv: next(), probabilities: next(), heads: next(), attnOut: next(),
-                sum1: next(), mid: next(), fc1Pre: next(), fc1Act: next(), ffnOut: next(), sum2: next()))
-        }
-        finalNorm = next(); finalMean = next(); finalRstd = next()
-        logits = next()
-        dResidual = next(); dBranch = next(); dHeads = next(); dQKV = next(); dFC = next()
-        dScores = next(); dLogits = next()
+        counts = sizes.map(\.count)
+        copies = sizes.map(\.copies)
+        tokens = .allocate(capacity: batch * sequence)
+        tokens.initialize(repeating: 0, count: batch * sequence)
+        targets = .allocate(capacity: batch * sequence)
+        targets.initialize(repeating: 0, count: batch * sequence)
     }
 
     deinit {
-        storage.deallocate()
+        TensorMemory.deallocate(storage)
         tokens.deallocate()
         targets.deallocate()
     }
 
-    public var bytes: Int { scalarCount * MemoryLayout<S>.stride + 2 * rows }
+    /// Copy `index` of a buffer (the sublayer, layer or worker it belongs to).
+    @inline(__always)
+    subscript(_ buffer: ActivationBuffer, _ index: Int = 0) -> UnsafeMutablePointer<S> {
+        guard let start = starts[buffer.rawValue] else {
+            preconditionFailure("activation buffer \(buffer) does not exist in this variant")
+        }
+        precondition(index < copies[buffer.rawValue], "activation buffer \(buffer) has no copy \(index)")
+        return start + index * counts[buffer.rawValue]
+    }
+
+    /// The model's next-byte distribution at each position after a forward pass, [B,T,V].
+    var nextByteProbabilities: UnsafeMutablePointer<S> { self[.logits] }
+
+    var bytes: Int { scalarCount * MemoryLayout<S>.stride + 2 * rows }
 }

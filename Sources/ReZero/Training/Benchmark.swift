@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// Measurements for `rezero bench`.
@@ -33,60 +32,68 @@ public enum Benchmark {
         public var modelGflops: Double, sgemmPeakGflops: Double, mfu: Double
         public var forwardSeconds: Double, backwardSeconds: Double, allReduceSeconds: Double, optimizerSeconds: Double
         public var stepSeconds: Double
-        /// Time inside sgemm per step (rank 0); the rest of forward + backward is the Swift kernels.
-        /// nil when attention ran threaded (the timer does not follow threads).
+        /// Time inside cblas_sgemm per step on rank 0, summed over the threads that called it,
+        /// when launch/bench-counters.c is preloaded (nil otherwise).
         public var sgemmSeconds: Double?
-        public var peakRSSBytes: Int, countedBytes: Int
-        /// Heap allocations per measured step on rank 0, when a counter is preloaded (nil otherwise).
+        public var peakResidentBytes: Int, countedBytes: Int
+        /// Heap allocations per measured step on rank 0, when the counters are preloaded (nil otherwise).
         public var heapAllocationsPerStep: Double?
     }
 
-    /// The allocation count of Tests/Support/malloc_counter.c when it is preloaded.
-    static func mallocCalls() -> Int? {
-        guard let symbol = dlsym(nil, "rezero_malloc_calls") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) () -> Int).self)()
+    /// The counters of launch/bench-counters.c, when it is preloaded (LD_PRELOAD): it wraps
+    /// malloc and cblas_sgemm from outside the binary, so the kernels carry no instrumentation.
+    struct Counters {
+        var mallocCalls: Int, sgemmNanoseconds: Int
+
+        static func read() -> Counters? {
+            guard let calls = dlsym(nil, "rezero_malloc_calls"), let sgemm = dlsym(nil, "rezero_sgemm_nanoseconds") else {
+                return nil
+            }
+            typealias Counter = @convention(c) () -> Int
+            return Counters(mallocCalls: unsafeBitCast(calls, to: Counter.self)(),
+                            sgemmNanoseconds: unsafeBitCast(sgemm, to: Counter.self)())
+        }
     }
 
     /// Times `steps` training steps after `warmupSteps`, averaging the per-phase split; the
     /// sgemm peak is that of all ranks together (per-rank peak × ranks).
     public static func run(trainer: Trainer, warmupSteps: Int, steps: Int) throws -> Result {
         let collective = trainer.collective
-        let peakPerRank = sgemmPeak()
-        var peaks = [peakPerRank]
+        var peaks = [sgemmPeak()]
         try collective.allReduce(&peaks, .sum)
         for _ in 0..<warmupSteps { try trainer.step() }
         var split = [0.0, 0.0, 0.0, 0.0]
         try collective.barrier()
-        GemmTimer.seconds = 0
-        GemmTimer.missedThreadedCalls = false
-        GemmTimer.isEnabled = true
-        let allocationsBefore = mallocCalls()
-        defer { GemmTimer.isEnabled = false }
+        let before = Counters.read()
         var clock = Clock()
         for _ in 0..<steps {
             try trainer.step()
             let t = trainer.lastTiming
-            split[0] += t.forward; split[1] += t.backward; split[2] += t.allReduce; split[3] += t.optimizer
+            split[0] += t.forward
+            split[1] += t.backward
+            split[2] += t.allReduce
+            split[3] += t.optimizer
         }
-        let allocations = both(allocationsBefore, mallocCalls()).map { Double($1 - $0) / Double(steps) }
+        let after = Counters.read()
         try collective.barrier()
         let wall = clock.lap() / Double(steps)
         try collective.allReduce(&split, .max)
         let config = trainer.config
         let tokensPerSecond = Double(config.batchSize * config.model.seqLen) / wall
         let gflops = tokensPerSecond * config.model.trainingFlopsPerToken / 1e9
-        let counted = 4 * trainer.model.parameterCount * 4 + trainer.workspace.bytes
+        // Parameters, gradients and both moments, and the activations.
+        let counted = 4 * trainer.model.parameterCount * MemoryLayout<Float>.stride + trainer.workspace.bytes
+        var delta: Counters?
+        if let before, let after {
+            delta = Counters(mallocCalls: after.mallocCalls - before.mallocCalls,
+                             sgemmNanoseconds: after.sgemmNanoseconds - before.sgemmNanoseconds)
+        }
         return Result(ranks: collective.size, threadsPerRank: BLAS.threads, tokensPerSecond: tokensPerSecond,
                       modelGflops: gflops, sgemmPeakGflops: peaks[0], mfu: gflops / peaks[0],
                       forwardSeconds: split[0] / Double(steps), backwardSeconds: split[1] / Double(steps),
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
-                      stepSeconds: wall, sgemmSeconds: GemmTimer.missedThreadedCalls ? nil : GemmTimer.seconds / Double(steps), peakRSSBytes: peakResidentBytes(), countedBytes: counted,
-                      heapAllocationsPerStep: allocations)
+                      stepSeconds: wall, sgemmSeconds: delta.map { Double($0.sgemmNanoseconds) * 1e-9 / Double(steps) },
+                      peakResidentBytes: peakResidentBytes(), countedBytes: counted,
+                      heapAllocationsPerStep: delta.map { Double($0.mallocCalls) / Double(steps) })
     }
-}
-
-/// Both values, or nil when either is missing.
-public func both<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
-    guard let a, let b else { return nil }
-    return (a, b)
 }

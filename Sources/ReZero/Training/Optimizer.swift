@@ -11,7 +11,7 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
     public var epsilon = 1e-8
     public var weightDecay = 0.01
     /// Multiplies the learning rate of the α scalars.
-    public var alphaLRMultiplier = 1.0
+    public var alphaLearningRateMultiplier = 1.0
     public init() {}
 }
 
@@ -44,7 +44,7 @@ public final class Optimizer {
         let b1 = Float(config.beta1), b2 = Float(config.beta2), eps = Float(config.epsilon)
         let correction1 = 1 / (1 - Float.pow(b1, updates)), correction2 = 1 / (1 - Float.pow(b2, updates))
         for spec in layout.tensors {
-            let lr = Float(learningRate * (spec.role == .alpha ? config.alphaLRMultiplier : 1))
+            let lr = Float(learningRate * (spec.role == .alpha ? config.alphaLearningRateMultiplier : 1))
             let decay = spec.role.decays ? Float(config.weightDecay) : 0
             let w = parameters + spec.offset, g = gradients + spec.offset
             let m = firstMoment + spec.offset, v = secondMoment + spec.offset

@@ -15,7 +15,7 @@ public enum Sampler {
             workspaces[context.count] = ws
             for (j, byte) in context.enumerated() { ws.tokens[j] = byte }
             try model.forward(ws)
-            let last = ws.logits + (context.count - 1) * v
+            let last = ws.nextByteProbabilities + (context.count - 1) * v
             if temperature <= 0 {
                 text.append(UInt8((0..<v).max { last[$0] < last[$1] }!))
                 continue

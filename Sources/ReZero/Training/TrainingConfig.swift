@@ -38,8 +38,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         Schedule(kind: schedule, baseRate: learningRate, warmupSteps: warmup, totalSteps: steps)
     }
 
-    /// Throws naming the first invalid flag and value (architecture first).
-    public func validate(worldSize: Int = 1) throws {
+    /// Throws a usage error naming the first invalid flag and value (architecture first).
+    public func validate(worldSize: Int = 1) throws(RezeroError) {
         try model.validate()
         try require(batchSize >= 1, "--batch-size", batchSize, "must be at least 1")
         try require(accumSteps >= 1, "--accum-steps", accumSteps, "must be at least 1")
@@ -59,38 +59,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(divergencePatience >= 0, "--diverge-patience", divergencePatience, "must be non-negative")
     }
 
-    public func json(pretty: Bool = false) -> String { canonicalJSON(self, pretty: pretty) }
+    public func json(pretty: Bool = false) -> String { JSONCoding.string(self, pretty: pretty) }
 
     public static func decode(json: String) throws -> TrainingConfig {
-        try JSONDecoder().decode(TrainingConfig.self, from: Data(json.utf8))
+        try JSONCoding.decode(TrainingConfig.self, from: json)
     }
-
-    /// Field-by-field differences as "name: a ≠ b", flattening nested objects.
-    public static func differences(_ a: String, _ b: String, prefix: String = "") -> [String] {
-        let x = flatten(a), y = flatten(b)
-        return Set(x.keys).union(y.keys).sorted().compactMap { key in
-            x[key] == y[key] ? nil : "\(prefix)\(key): \(x[key] ?? "absent") ≠ \(y[key] ?? "absent")"
-        }
-    }
-
-    static func flatten(_ json: String) -> [String: String] {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) else { return [:] }
-        var out: [String: String] = [:]
-        func walk(_ value: Any, _ path: String) {
-            if let dict = value as? [String: Any] {
-                for (k, v) in dict { walk(v, path.isEmpty ? k : path + "." + k) }
-            } else {
-                out[path] = "\(value)"
-            }
-        }
-        walk(object, "")
-        return out
-    }
-}
-
-/// JSON with sorted keys, so equal values give equal strings.
-public func canonicalJSON<T: Encodable>(_ value: T, pretty: Bool = false) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
-    return String(decoding: try! encoder.encode(value), as: UTF8.self)
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import ReZero
+import TestSupport
 
 /// The `rezero` executable as a user runs it.
 final class CommandLineTests: XCTestCase {
@@ -9,7 +10,7 @@ final class CommandLineTests: XCTestCase {
     func expectFailure(_ args: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let result = try rezero(args)
         XCTAssertNotEqual(result.status, 0, "\(args)", file: file, line: line)
-        XCTAssertTrue(result.stderr.contains(text), "stderr for \(args): \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "stderr for \(args): \(result.stderr) stdout: \(result.stdout) status \(result.status)", file: file, line: line)
     }
 
     func testInvalidFlagsExitNonZeroNamingFlagAndValue() throws {
@@ -64,9 +65,9 @@ final class CommandLineTests: XCTestCase {
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/summary.json"))) as! [String: Any]
         let eval = try rezero(["eval", "--checkpoint", checkpoint, "--split", "valid", "--bytes", "2048", "--batch-size", "4", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
-        let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: String]
-        XCTAssertEqual(Double(result["bits_per_byte"]!)!, summary["validBitsPerByte"] as! Double, accuracy: 1e-9)
-        XCTAssertEqual(result["bytes_scored"], "2047")
+        let result = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(result["bits_per_byte"] as! Double, summary["valid_bpb"] as! Double, accuracy: 1e-9)
+        XCTAssertEqual(result["bytes_scored"] as? Int, 2047)
         let test = try rezero(["eval", "--checkpoint", checkpoint, "--split", "test"])
         XCTAssertEqual(test.status, 0, test.stderr)
         XCTAssertTrue(test.stdout.contains("test:"), test.stdout)
@@ -100,7 +101,7 @@ final class CommandLineTests: XCTestCase {
         e = header['layers.0.attn.qkv.weight']
         a, b = e['data_offsets']
         w = np.frombuffer(raw[8 + n + a:8 + n + b], dtype='<f4').reshape(e['shape'])
-        print(meta['step'], repr(float(alpha[0])), w.shape, json.loads(meta['config'])['model']['dModel'])
+        print(meta['step'], repr(float(alpha[0])), w.shape, json.loads(meta['config'])['model']['d_model'])
         """
         guard try runProcess("/usr/bin/env", ["python3", "-c", "import numpy"]).status == 0 else {
             throw XCTSkip("python3 with numpy is not available")
@@ -122,7 +123,7 @@ final class CommandLineTests: XCTestCase {
         let result = try rezero(["bench", "--layers", "1", "--d-model", "64", "--heads", "2", "--seq-len", "32",
                                  "--batch-size", "4", "--steps", "2", "--threads", "1", "--json"])
         XCTAssertEqual(result.status, 0, result.stderr)
-        let r = try JSONDecoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+        let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
         XCTAssertGreaterThan(r.tokensPerSecond, 0)
         XCTAssertGreaterThan(r.sgemmPeakGflops, 1)
         XCTAssertGreaterThan(r.mfu, 0)
@@ -133,16 +134,17 @@ final class CommandLineTests: XCTestCase {
     /// (BLAS included) over its measured steps with a preloaded counter.
     func testTrainingStepMakesNoHeapAllocations() throws {
         let dir = Paths.temporaryDirectory("malloc")
-        let source = Paths.packageRoot.appendingPathComponent("Tests/Support/malloc_counter.c").path
-        let compile = try runProcess("/usr/bin/env", ["cc", "-O2", "-shared", "-fPIC", "-o", dir + "/counter.so", source])
+        let compile = try runProcess("/usr/bin/env", ["cc", "-O2", "-shared", "-fPIC", "-o", dir + "/counter.so",
+                                                      Paths.launch("bench-counters.c"), "-ldl"])
         guard compile.status == 0 else { throw XCTSkip("no C compiler to build the malloc counter: \(compile.stderr)") }
         for variant in ["rezero", "prenorm"] {
             let result = try runProcess(Paths.rezero, ["bench", "--layers", "2", "--d-model", "32", "--heads", "2", "--seq-len", "32",
                                                        "--batch-size", "4", "--steps", "3", "--threads", "1", "--variant", variant, "--json"],
                                         environment: ["LD_PRELOAD": dir + "/counter.so"])
             XCTAssertEqual(result.status, 0, result.stderr)
-            let r = try JSONDecoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+            let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
             XCTAssertEqual(r.heapAllocationsPerStep, 0, variant)
+            XCTAssertGreaterThan(r.sgemmSeconds ?? 0, 0, "the preloaded counters time sgemm from outside the binary")
         }
     }
 
@@ -157,7 +159,7 @@ final class CommandLineTests: XCTestCase {
                                  "--eval-bytes", "65536", "--eval-every", "0", "--threads", "1", "--run-dir", dir])
         XCTAssertEqual(result.status, 0, result.stderr)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json"))) as! [String: Any]
-        let valid = try XCTUnwrap(summary["validBitsPerByte"] as? Double)
+        let valid = try XCTUnwrap(summary["valid_bpb"] as? Double)
         print("enwik8 prefix, 600 steps of a 2-layer d=64 model: valid \(valid) bits/byte")
         // Unigram byte entropy of enwik8 is about 5 bits; 600 steps must learn far more than that.
         XCTAssertLessThan(valid, 3.8)
@@ -177,8 +179,8 @@ final class CompareTests: XCTestCase {
         XCTAssertEqual(rows.map { $0["run"] as! String }, ["postnorm+warmup", "rezero"])
         for row in rows {
             XCTAssertEqual(row["status"] as? String, "completed")
-            XCTAssertNotNil(row["test"] as? Double)
-            XCTAssertNotNil(row["stepsToTarget"] as? Int)
+            XCTAssertNotNil(row["test_bpb"] as? Double)
+            XCTAssertNotNil(row["steps_to_target"] as? Int)
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/ok/\(row["run"]!)/metrics.jsonl"))
         }
         let table = try String(contentsOfFile: dir + "/ok/compare.md", encoding: .utf8)

@@ -1,5 +1,6 @@
 import XCTest
 @testable import ReZero
+import TestSupport
 
 /// Multi-rank tests: `rezero` under mpirun (MPI_Init runs once per process, so each job is its
 /// own set of processes).
@@ -80,15 +81,13 @@ final class DistributedTests: XCTestCase {
 
     func testRankWithDifferentConfigurationStopsTheJob() throws {
         let dir = Paths.temporaryDirectory("mismatch")
-        var flags = ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]
+        var flags = mpirunFlags + ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]
         flags += [":", "-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir, "--lr", "0.002"]
-        if getuid() == 0 { flags.insert("--allow-run-as-root", at: 0) }
         let start = Date()
-        let result = try runProcess("/usr/bin/mpirun", ["--oversubscribe", "--bind-to", "none"] + flags,
-                             environment: ["PMIX_MCA_gds": "hash"])
+        let result = try runProcess("/usr/bin/mpirun", flags, environment: ["PMIX_MCA_gds": "hash"])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
-        XCTAssertTrue(result.stderr.contains("learningRate: 0.003 ≠ 0.002"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("learning_rate: 0.003 ≠ 0.002"), result.stderr)
     }
 
     func testGradientAllReduceIsExact() throws {

@@ -1,18 +1,6 @@
-/// The residual wiring of each layer: the rows of the paper's Table 3.
-public enum Variant: String, Codable, CaseIterable, Sendable {
-    /// h = x + α·Attn(x); y = h + α·FFN(h); α = 0 at init, no LayerNorm.
-    case rezero
-    /// The same with α = 1 at init.
-    case rezeroAlpha1 = "rezero-alpha1"
-    /// y = LN(x + Sub(x)) per sublayer (the original Transformer).
-    case postnorm
-    /// y = x + Sub(LN(x)) per sublayer, and a final LN before the head.
-    case prenorm
-
-    public var hasAlpha: Bool { self == .rezero || self == .rezeroAlpha1 }
-    public var alphaInit: Double { self == .rezeroAlpha1 ? 1 : 0 }
-    public var hasLayerNorms: Bool { !hasAlpha }
-    public var hasFinalNorm: Bool { self == .prenorm }
+/// The feed-forward nonlinearity: ReLU, or GELU in its tanh form.
+public enum ActivationKind: String, Codable, CaseIterable, Sendable {
+    case relu, gelu
 }
 
 /// The architecture: everything that fixes the parameter layout.
@@ -39,9 +27,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
 
     public var ffWidth: Int { ffMult * dModel }
+    public var architecture: Architecture { variant.architecture }
 
-    /// Throws a `ConfigError` naming the flag and value of the first invalid field.
-    public func validate() throws {
+    /// Throws a usage error naming the flag and value of the first invalid field.
+    public func validate() throws(RezeroError) {
         try require(layers >= 1, "--layers", layers, "must be at least 1")
         try require(dModel >= 1, "--d-model", dModel, "must be at least 1")
         try require(heads >= 1, "--heads", heads, "must be at least 1")
@@ -57,13 +46,4 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         let matmulParameters = l * (3 * d * d + d * d + 2 * d * f) + d * Double(Self.vocabulary)
         return 6 * matmulParameters + 6 * l * Double(seqLen) * d
     }
-}
-
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
-func require(_ condition: Bool, _ flag: String, _ value: Any, _ message: String) throws {
-    if !condition { throw ConfigError("\(flag) \(value): \(message)") }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import ReZero
+import TestSupport
 
 /// Checkpoints as a user meets them: stop and resume, preemption, crashes mid-write, bad files.
 final class CheckpointTests: XCTestCase {
@@ -74,10 +75,8 @@ final class CheckpointTests: XCTestCase {
         _ = try train(ranks: 2, ["--steps", "6", "--run-dir", dir + "/node0"])
         try FileManager.default.createDirectory(atPath: dir + "/node1", withIntermediateDirectories: true)
         let args = ["train"] + Self.model + Self.training + ["--steps", "12", "--resume", "--run-dir"]
-        var flags = ["--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1",
-                     "-np", "1", Paths.rezero] + args + [dir + "/node0"]
+        var flags = mpirunFlags + ["-np", "1", Paths.rezero] + args + [dir + "/node0"]
         flags += [":", "-np", "1", Paths.rezero] + args + [dir + "/node1"]
-        if getuid() == 0 { flags.insert("--allow-run-as-root", at: 0) }
         let result = try runProcess("/usr/bin/mpirun", flags, environment: ["PMIX_MCA_gds": "hash"])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         try assertByteIdentical(checkpoint(dir + "/whole", step: 12), checkpoint(dir + "/node0", step: 12))
@@ -87,8 +86,7 @@ final class CheckpointTests: XCTestCase {
     /// resuming reaches the parameters of an uninterrupted run.
     func testSigtermOnOneRankCheckpointsAndResumesExactly() throws {
         let dir = Paths.temporaryDirectory("sigterm")
-        var flags = ["-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1"]
-        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        let flags = mpirunFlags + ["-np", "2"]
         let job = Process()
         job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
         job.arguments = flags + [Paths.rezero, "train"] + Self.model + Self.training +
@@ -192,7 +190,7 @@ final class CheckpointTests: XCTestCase {
         let mismatch = try rezero(["train", "--resume", good, "--d-model", "64", "--heads", "4", "--steps", "4"])
         XCTAssertNotEqual(mismatch.status, 0)
         XCTAssertTrue(mismatch.stderr.contains("architecture flags disagree with checkpoint"), mismatch.stderr)
-        XCTAssertTrue(mismatch.stderr.contains("model.dModel: 32 ≠ 64") && mismatch.stderr.contains("model.heads: 2 ≠ 4"),
+        XCTAssertTrue(mismatch.stderr.contains("model.d_model: 32 ≠ 64") && mismatch.stderr.contains("model.heads: 2 ≠ 4"),
                       mismatch.stderr)
     }
 

@@ -1,0 +1,38 @@
+import Foundation
+
+/// The one JSON dialect of every file rezero writes (config.json, metrics.jsonl, summary.json,
+/// checkpoint metadata, `--json` output): snake_case keys, sorted so that equal values give equal
+/// bytes, and non-finite numbers as the strings "nan", "inf" and "-inf" (JSON has none).
+public enum JSONCoding {
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return encoder
+    }
+
+    /// Also reads the NaN and Infinity tokens that Python's json module writes.
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.allowsJSON5 = true
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return decoder
+    }
+
+    /// The canonical text of a value. Encoding the project's own plain types cannot fail.
+    public static func string<T: Encodable>(_ value: T, pretty: Bool = false) -> String {
+        do {
+            return String(decoding: try encoder(pretty: pretty).encode(value), as: UTF8.self)
+        } catch {
+            preconditionFailure("\(T.self) is not encodable as JSON: \(error)")
+        }
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from json: String) throws -> T {
+        try decoder().decode(type, from: Data(json.utf8))
+    }
+}

@@ -1,0 +1,75 @@
+import XCTest
+@testable import ReZero
+
+/// The variant table drives the layout, the activations and the sums: what each variant has, it
+/// has exactly once, and the results depend on values alone.
+final class ArchitectureTests: XCTestCase {
+    /// Every buffer a variant uses is its own memory: no two overlap, and those it does not use
+    /// have no copies (so a use traps instead of aliasing a neighbour).
+    func testActivationBuffersAreDisjointAndPresentOnlyWhereTheVariantNeedsThem() {
+        for variant in Variant.allCases {
+            let config = ModelConfig(layers: 3, dModel: 8, heads: 2, ffMult: 2, seqLen: 5, variant: variant)
+            let ws = Workspace<Float>(config: config, batch: 2, sequence: 5, attentionWorkers: 2)
+            let a = variant.architecture
+            var ranges: [(ActivationBuffer, Range<Int>)] = []
+            var total = 0
+            for buffer in ActivationBuffer.allCases {
+                let size = ActivationBuffer.size(buffer, config, batch: 2, sequence: 5, attentionWorkers: 2)
+                total += size.copies * size.count
+                for copy in 0..<size.copies {
+                    let start = ws[buffer, copy] - ws[.stream, 0]
+                    ranges.append((buffer, start..<(start + size.count)))
+                }
+                let needed: Bool = switch buffer {
+                case .normOut, .normStats, .dNormOut: a.norm == .beforeSublayer
+                case .residualSum, .residualSumStats: a.norm == .afterResidual
+                case .finalNormOut, .finalNormStats: a.finalNorm
+                case .dBranch: a.hasAlpha
+                default: true
+                }
+                XCTAssertEqual(size.copies > 0, needed, "\(variant) \(buffer)")
+            }
+            XCTAssertEqual(total, ws.scalarCount, "\(variant)")
+            ranges.sort { $0.1.lowerBound < $1.1.lowerBound }
+            for (x, y) in zip(ranges, ranges.dropFirst()) {
+                XCTAssertLessThanOrEqual(x.1.upperBound, y.1.lowerBound, "\(variant): \(x.0) overlaps \(y.0)")
+            }
+        }
+    }
+
+    func testLayoutFollowsTheVariantTable() {
+        for variant in Variant.allCases {
+            let a = variant.architecture
+            let layout = ParameterLayout(ModelConfig(layers: 2, dModel: 8, heads: 2, ffMult: 2, seqLen: 4, variant: variant))
+            XCTAssertEqual(layout.alphaOffsets.count, a.hasAlpha ? 2 : 0, "\(variant)")
+            XCTAssertEqual(layout.tensor(named: "layers.1.norm2.weight") != nil, a.hasLayerNorms, "\(variant)")
+            XCTAssertEqual(layout.finalNorm != nil, a.finalNorm, "\(variant)")
+            let model = Model<Double>(config: ModelConfig(layers: 2, dModel: 8, heads: 2, ffMult: 2, seqLen: 4, variant: variant), seed: 1)
+            if case .alpha(let initial) = a.gate { XCTAssertEqual(model.alphas, [initial, initial]) }
+        }
+    }
+
+    /// OpenBLAS's sasum and sdot (its "Haswell" kernels, which it runs on this CPU) sum in an order
+    /// that depends on the buffer's alignment; the softmax and the α gradient must not, or two
+    /// processes — a run and its resumption, one host and two — part ways in the last bit.
+    func testSoftmaxAndDotDoNotDependOnAlignment() {
+        let count = 1000
+        let values = (0..<count).map { Float(CounterRandom.normal(seed: 4, stream: 1, counter: UInt64($0))) }
+        let others = (0..<count).map { Float(CounterRandom.normal(seed: 5, stream: 1, counter: UInt64($0))) }
+        var softmaxes: Set<[Float]> = [], dots: Set<Float> = []
+        let storage = UnsafeMutablePointer<Float>.allocate(capacity: 2 * count + 64)
+        defer { storage.deallocate() }
+        for offset in 0..<16 {
+            let x = storage + offset, y = storage + count + 32 + offset
+            x.update(from: values, count: count)
+            y.update(from: others, count: count)
+            dots.insert(Reduction.dot(count, x, y))
+            Softmax.row(x, count: count)
+            softmaxes.insert(Array(UnsafeBufferPointer(start: x, count: count)))
+        }
+        XCTAssertEqual(softmaxes.count, 1, "softmax depends on alignment")
+        XCTAssertEqual(dots.count, 1, "dot product depends on alignment")
+        let exact = zip(values, others).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        XCTAssertEqual(Double(dots.first!), exact, accuracy: 1e-4 * values.map { Double(abs($0)) }.reduce(0, +))
+    }
+}
