@@ -6,8 +6,10 @@ public enum Paths {
         .deletingLastPathComponent().deletingLastPathComponent()
     /// The genuine enwik8 prefix shared with the project, when present.
     public static let enwik8Prefix = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/enwik8-prefix").path
-    /// The `rezero` executable built beside the test bundle.
+    /// The `rezero` executable built beside the test bundle, or $REZERO_BINARY (to show that a
+    /// system test fails on an older build).
     public static var rezero: String {
+        if let binary = ProcessInfo.processInfo.environment["REZERO_BINARY"] { return binary }
         let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for dir in [here, here.deletingLastPathComponent()] {
             let candidate = dir.appendingPathComponent("rezero").path
