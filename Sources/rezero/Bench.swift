@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
     }
 
     private func report(_ r: Benchmark.Result, _ m: ModelConfig) {
-        print("config: \(m.variant.rawValue) L=\(m.layers) d=\(m.dModel) heads=\(m.heads) ff=\(m.ffMult)d T=\(m.seqLen) batch=\(batchSize); \(r.ranks) rank(s) × \(r.threadsPerRank) thread(s)")
+        print("config: \(m.variant.rawValue) L=\(m.layers) d=\(m.dModel) heads=\(m.heads) ff=\(m.ffMult)d T=\(m.seqLen) batch=\(batchSize); \(r.ranks) rank(s) × \(r.workersPerRank) worker(s) × \(r.blasThreadsPerWorker) BLAS thread(s)")
         print(String(format: "tokens/s        %.0f", r.tokensPerSecond))
         print(String(format: "model GFLOP/s   %.1f  (%.1f MFLOP/token)", r.modelGflops, m.trainingFlopsPerToken / 1e6))
         print(String(format: "sgemm peak      %.1f GFLOP/s (measured now, all ranks)", r.sgemmPeakGflops))
@@ -63,7 +63,7 @@ struct Bench: ParsableCommand {
         if let allocations = r.heapAllocationsPerStep {
             print(String(format: "heap allocations %.1f per measured step (whole process, rank 0)", allocations))
         }
-        print(String(format: "peak RSS        %.1f MB (rank 0; parameters+gradients+moments+activations counted from shapes: %.1f MB)",
-                     Double(r.peakResidentBytes) / 1e6, Double(r.countedBytes) / 1e6))
+        print(String(format: "peak RSS        %.1f MB (rank 0; parameters+gradients+moments+activations counted from shapes: %.1f MB, of which %.1f MB per worker)",
+                     Double(r.peakResidentBytes) / 1e6, Double(r.countedBytes) / 1e6, Double(r.bytesPerWorker) / 1e6))
     }
 }

@@ -33,7 +33,7 @@ struct Eval: ParsableCommand {
             let model = try loaded.model()
             let start = ContinuousClock.now
             let limit = bytes > 0 ? bytes : nil
-            let bpb = try Evaluator(model: model, corpus: corpus, collective: collective, batch: batchSize)
+            let bpb = try Evaluator(model: model, corpus: corpus, collective: collective, batch: batchSize, threads: BLAS.threads)
                 .bitsPerByte(split, limit: limit)
             let scored = corpus.evaluationWindows(split, sequence: model.config.seqLen, limit: limit).reduce(0) { $0 + $1.count }
             if collective.isRoot {

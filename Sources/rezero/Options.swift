@@ -100,9 +100,9 @@ struct RunOptions: ParsableArguments {
     }
 }
 
-/// `--threads`: BLAS threads per rank.
+/// `--threads`: the threads of each rank.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "BLAS threads per rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node).") var threads: Int?
+    @Option(help: "Threads of each rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node). Training splits the rank's micro-batch over this many workers, each with single-threaded BLAS; a micro-batch smaller than that gets one worker per sequence, and a single sequence one worker with this many BLAS threads.") var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }

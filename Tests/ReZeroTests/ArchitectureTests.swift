@@ -9,7 +9,7 @@ final class ArchitectureTests: XCTestCase {
     func testActivationBuffersAreDisjointAndPresentOnlyWhereTheVariantNeedsThem() {
         for variant in Variant.allCases {
             let config = ModelConfig(layers: 3, dModel: 8, heads: 2, ffMult: 2, seqLen: 5, variant: variant)
-            let ws = Workspace<Float>(config: config, batch: 2, sequence: 5, attentionWorkers: 2)
+            let ws = Workspace<Float>(config: config, batch: 2, sequence: 5, attentionTeam: ThreadTeam(size: 2))
             let a = variant.architecture
             var ranges: [(ActivationBuffer, Range<Int>)] = []
             var total = 0

@@ -26,7 +26,8 @@ final class KernelGradientTests: XCTestCase {
         // Blocks of 2 rows over 5 positions: full, partial and diagonal blocks all occur.
         for block in [2, 64] {
             for workers in [1, 2] {
-                checkAttention(Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2, block: block, workers: workers))
+                checkAttention(Attention.Shape(batch: 2, sequence: 5, width: 6, heads: 2, block: block,
+                                               team: workers > 1 ? ThreadTeam(size: workers) : nil))
             }
         }
     }
@@ -35,7 +36,8 @@ final class KernelGradientTests: XCTestCase {
     /// results are bit-identical.
     func testThreadedAttentionIsBitIdentical() {
         func run(workers: Int) -> [Float] {
-            let shape = Attention.Shape(batch: 3, sequence: 70, width: 16, heads: 4, block: 32, workers: workers)
+            let shape = Attention.Shape(batch: 3, sequence: 70, width: 16, heads: 4, block: 32,
+                                        team: workers > 1 ? ThreadTeam(size: workers) : nil)
             let n = shape.batch * shape.sequence
             let qkv = (0..<(n * 48)).map { Float(CounterRandom.normal(seed: 1, stream: 1, counter: UInt64($0))) }
             let dOut = (0..<(n * 16)).map { Float(CounterRandom.normal(seed: 2, stream: 1, counter: UInt64($0))) }

@@ -29,3 +29,31 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double { NumericalGradient.r
 func dot(_ y: UnsafePointer<Double>, _ w: Buffer) -> Double {
     (0..<w.count).reduce(0) { $0 + y[$1] * w.pointer[$1] }
 }
+
+/// A small model on the built-in corpus, for the training tests.
+enum SmallRun {
+    static let corpus = SyntheticSource.standard.corpus(bytes: 200_000)
+
+    static func config(seed: UInt64 = 1, variant: Variant = .rezero) -> TrainingConfig {
+        var c = TrainingConfig()
+        c.model = ModelConfig(layers: 2, dModel: 32, heads: 2, ffMult: 2, seqLen: 32, variant: variant)
+        c.batchSize = 8
+        c.steps = 6
+        c.learningRate = 3e-3
+        c.warmup = 2
+        c.seed = seed
+        c.evalEvery = 0
+        c.evalBytes = 4096
+        return c
+    }
+
+    static func parameters(_ trainer: Trainer) -> [Float] {
+        Array(UnsafeBufferPointer(start: trainer.model.parameters, count: trainer.model.parameterCount))
+    }
+
+    static func trained(_ config: TrainingConfig, steps: Int, threads: Int = 1) throws -> Trainer {
+        let trainer = try Trainer(config: config, corpus: corpus, collective: .local, threads: threads)
+        for _ in 0..<steps { try trainer.step() }
+        return trainer
+    }
+}

@@ -3,35 +3,10 @@ import XCTest
 import TestSupport
 
 final class TrainingTests: XCTestCase {
-    static let corpus = SyntheticSource.standard.corpus(bytes: 200_000)
-
-    func smallConfig(seed: UInt64 = 1, variant: Variant = .rezero) -> TrainingConfig {
-        var c = TrainingConfig()
-        c.model = ModelConfig(layers: 2, dModel: 32, heads: 2, ffMult: 2, seqLen: 32, variant: variant)
-        c.batchSize = 8
-        c.steps = 6
-        c.learningRate = 3e-3
-        c.warmup = 2
-        c.seed = seed
-        c.evalEvery = 0
-        c.evalBytes = 4096
-        return c
-    }
-
-    func parameters(_ trainer: Trainer) -> [Float] {
-        Array(UnsafeBufferPointer(start: trainer.model.parameters, count: trainer.model.parameterCount))
-    }
-
-    func trained(_ config: TrainingConfig, steps: Int) throws -> Trainer {
-        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local)
-        for _ in 0..<steps { try trainer.step() }
-        return trainer
-    }
-
     func testSameSeedGivesByteIdenticalParametersAndDifferentSeedsDiffer() throws {
-        let a = parameters(try trained(smallConfig(seed: 1), steps: 5))
-        let b = parameters(try trained(smallConfig(seed: 1), steps: 5))
-        let c = parameters(try trained(smallConfig(seed: 2), steps: 5))
+        let a = SmallRun.parameters(try SmallRun.trained(SmallRun.config(seed: 1), steps: 5))
+        let b = SmallRun.parameters(try SmallRun.trained(SmallRun.config(seed: 1), steps: 5))
+        let c = SmallRun.parameters(try SmallRun.trained(SmallRun.config(seed: 2), steps: 5))
         XCTAssertEqual(a.withUnsafeBytes { Array($0) }, b.withUnsafeBytes { Array($0) })
         XCTAssertNotEqual(a, c)
     }
@@ -40,10 +15,10 @@ final class TrainingTests: XCTestCase {
     /// compared per tensor by norm, since Adam turns the rounding of gradients near its ε into
     /// visible differences of single elements.
     func testGradientAccumulationMatchesOneBigBatch() throws {
-        var accumulated = smallConfig()
+        var accumulated = SmallRun.config()
         accumulated.accumSteps = 4
         for steps in [1, 3] {
-            let whole = try trained(smallConfig(), steps: steps), parts = try trained(accumulated, steps: steps)
+            let whole = try SmallRun.trained(SmallRun.config(), steps: steps), parts = try SmallRun.trained(accumulated, steps: steps)
             for spec in whole.model.layout.tensors {
                 func values(_ p: UnsafeMutablePointer<Float>) -> [Double] { (spec.range).map { Double(p[$0]) } }
                 let gradients = relativeError(values(whole.model.gradients), values(parts.model.gradients))
@@ -52,12 +27,12 @@ final class TrainingTests: XCTestCase {
                 XCTAssertLessThan(parameters, 1e-5, "\(spec.name) after \(steps) step(s)")
             }
         }
-        XCTAssertNotEqual(namedTensors(try trained(smallConfig(), steps: 3).model),
-                          namedTensors(try trained(smallConfig(), steps: 0).model))
+        XCTAssertNotEqual(namedTensors(try SmallRun.trained(SmallRun.config(), steps: 3).model),
+                          namedTensors(try SmallRun.trained(SmallRun.config(), steps: 0).model))
     }
 
     func testAlphaLearnsAwayFromZero() throws {
-        let trainer = try trained(smallConfig(), steps: 5)
+        let trainer = try SmallRun.trained(SmallRun.config(), steps: 5)
         for offset in trainer.model.layout.alphaOffsets { XCTAssertNotEqual(trainer.model.parameters[offset], 0) }
     }
 
@@ -113,8 +88,8 @@ final class TrainingTests: XCTestCase {
     }
 
     func testDebugModeNamesTheFirstNonFiniteTensor() throws {
-        let config = smallConfig(variant: .rezeroAlpha1)
-        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local, debug: true)
+        let config = SmallRun.config(variant: .rezeroAlpha1)
+        let trainer = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local, debug: true)
         let qkv = trainer.model.layout.tensor(named: "layers.1.attn.qkv.weight")!
         trainer.model.parameters[qkv.offset] = .nan
         XCTAssertThrowsError(try trainer.step()) { error in
@@ -124,9 +99,9 @@ final class TrainingTests: XCTestCase {
     }
 
     func testNonFiniteLossStopsTrainingAsDiverged() throws {
-        var config = smallConfig()
+        var config = SmallRun.config()
         config.steps = 20
-        let trainer = try Trainer(config: config, corpus: Self.corpus, collective: .local)
+        let trainer = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         trainer.model.parameters[trainer.model.layout.headBias] = .infinity
         let summary = try TrainingRun(trainer: trainer, runDirectory: nil, log: { _ in }).run()
         XCTAssertEqual(summary.status, .diverged)
@@ -136,13 +111,13 @@ final class TrainingTests: XCTestCase {
     }
 
     func testInvalidConfigurationsNameTheFlag() {
-        var c = smallConfig()
+        var c = SmallRun.config()
         c.model.heads = 5
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--heads 5")) }
-        c = smallConfig()
+        c = SmallRun.config()
         c.model.seqLen = 0
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--seq-len 0")) }
-        c = smallConfig()
+        c = SmallRun.config()
         c.batchSize = 6
         XCTAssertThrowsError(try c.validate(worldSize: 4)) { XCTAssertTrue("\($0)".contains("--batch-size 6")) }
         XCTAssertThrowsError(try Corpus(name: "tiny", bytes: Array(repeating: 65, count: 100)).validate(sequence: 32)) {
@@ -177,17 +152,17 @@ final class TrainingTests: XCTestCase {
 
     func testCheckpointResumeIsBitExact() throws {
         let dir = Paths.temporaryDirectory("resume")
-        var config = smallConfig()
+        var config = SmallRun.config()
         config.steps = 10
-        let whole = try Trainer(config: config, corpus: Self.corpus, collective: .local)
+        let whole = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         for _ in 0..<10 { try whole.step() }
 
-        let first = try Trainer(config: config, corpus: Self.corpus, collective: .local)
+        let first = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         for _ in 0..<4 { try first.step() }
         let directory = try RunDirectory(path: dir, config: config, resumedAt: nil, warn: { XCTFail($0) })
         let loaded = try Checkpoint.load(path: directory.saveCheckpoint(first, validBpb: nil))
         XCTAssertEqual(loaded.state.step, 4)
-        let second = try Trainer(config: config, corpus: Self.corpus, collective: .local, resume: loaded)
+        let second = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local, resume: loaded)
         for _ in 0..<6 { try second.step() }
         let n = whole.model.parameterCount
         for (a, b) in [(whole.model.parameters, second.model.parameters),

@@ -39,11 +39,12 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
-    func stopAndResume(ranks: Int) throws {
-        let dir = Paths.temporaryDirectory("resume\(ranks)")
-        _ = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/whole"])
-        _ = try train(ranks: ranks, ["--steps", "10", "--run-dir", dir + "/split"])
-        let resumed = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/split", "--resume"])
+    func stopAndResume(ranks: Int, threads: Int = 1) throws {
+        let dir = Paths.temporaryDirectory("resume\(ranks)-\(threads)")
+        let t = ["--threads", String(threads)]
+        _ = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/whole"] + t)
+        _ = try train(ranks: ranks, ["--steps", "10", "--run-dir", dir + "/split"] + t)
+        let resumed = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/split", "--resume"] + t)
         XCTAssertTrue(resumed.stdout.contains("resuming from \(checkpoint(dir + "/split", step: 10)) at step 10"), resumed.stdout)
         XCTAssertTrue(resumed.stdout.contains("changed on resume: steps: 10 ≠ 20"), resumed.stdout)
         let whole = try lossLines(dir + "/whole"), split = try lossLines(dir + "/split")
@@ -55,6 +56,8 @@ final class CheckpointTests: XCTestCase {
     func testStopAndResumeIsBitExactOnOneRank() throws { try stopAndResume(ranks: 1) }
 
     func testStopAndResumeIsBitExactOnTwoRanks() throws { try stopAndResume(ranks: 2) }
+
+    func testStopAndResumeIsBitExactWithThreeWorkers() throws { try stopAndResume(ranks: 1, threads: 3) }
 
     func testTwoRankCheckpointResumesOnOneRank() throws {
         let dir = Paths.temporaryDirectory("reshard")

@@ -137,13 +137,15 @@ final class CommandLineTests: XCTestCase {
         let compile = try runProcess("/usr/bin/env", ["cc", "-O2", "-shared", "-fPIC", "-o", dir + "/counter.so",
                                                       Paths.launch("bench-counters.c"), "-ldl"])
         guard compile.status == 0 else { throw XCTSkip("no C compiler to build the malloc counter: \(compile.stderr)") }
-        for variant in ["rezero", "prenorm"] {
+        for (variant, threads) in [("rezero", 1), ("prenorm", 1), ("rezero", 2), ("postnorm", 3)] {
             let result = try runProcess(Paths.rezero, ["bench", "--layers", "2", "--d-model", "32", "--heads", "2", "--seq-len", "32",
-                                                       "--batch-size", "4", "--steps", "3", "--threads", "1", "--variant", variant, "--json"],
+                                                       "--batch-size", "4", "--steps", "3", "--threads", String(threads),
+                                                       "--variant", variant, "--json"],
                                         environment: ["LD_PRELOAD": dir + "/counter.so"])
             XCTAssertEqual(result.status, 0, result.stderr)
             let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
-            XCTAssertEqual(r.heapAllocationsPerStep, 0, variant)
+            XCTAssertEqual(r.workersPerRank, threads)
+            XCTAssertEqual(r.heapAllocationsPerStep, 0, "\(variant), \(threads) worker(s)")
             XCTAssertGreaterThan(r.sgemmSeconds ?? 0, 0, "the preloaded counters time sgemm from outside the binary")
         }
     }

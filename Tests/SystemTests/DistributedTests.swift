@@ -27,24 +27,25 @@ final class DistributedTests: XCTestCase {
         try tensors(runDir + "/ckpt-00000020.safetensors")
     }
 
-    /// The global batch is rank-independent, so 1, 2 and 4 ranks train the same model up to the
-    /// order of floating-point sums.
-    func testOneTwoAndFourRanksTrainTheSameModel() throws {
+    /// The global batch does not depend on how it is shared, so 1 thread, 2 and 4 ranks, 2 and 4
+    /// workers in one process, and 2 ranks × 2 workers train the same model up to the order of
+    /// floating-point sums.
+    func testRanksAndWorkersTrainTheSameModel() throws {
         let dir = Paths.temporaryDirectory("ranks")
         _ = try train(ranks: 1, runDir: dir + "/r1")
         let reference = try losses(dir + "/r1"), referenceTensors = try finalTensors(dir + "/r1")
         XCTAssertEqual(reference.count, 20)
         XCTAssertLessThan(reference.last!, reference.first! - 0.1, "the model must actually train")
-        for ranks in [2, 4] {
-            let out = try train(ranks: ranks, runDir: dir + "/r\(ranks)")
-            XCTAssertTrue(out.stdout.contains("\(ranks) rank(s) × 1 BLAS thread(s)"), out.stdout)
-            let l = try losses(dir + "/r\(ranks)")
+        XCTAssertEqual(referenceTensors.keys.filter { $0.hasPrefix("layers.") && $0.hasSuffix(".alpha") }.count, 2)
+        for (ranks, workers) in [(2, 1), (4, 1), (1, 2), (1, 4), (2, 2)] {
+            let name = "\(ranks) rank(s) × \(workers) worker(s)", runDir = dir + "/r\(ranks)w\(workers)"
+            let out = try train(ranks: ranks, runDir: runDir, extra: ["--threads", String(workers)])
+            XCTAssertTrue(out.stdout.contains("\(name) × 1 BLAS thread(s)"), out.stdout)
+            let l = try losses(runDir)
             XCTAssertEqual(l.count, reference.count)
-            for (a, b) in zip(l, reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "\(ranks) ranks") }
-            let worst = worstTensorDifference(referenceTensors, try finalTensors(dir + "/r\(ranks)"))
-            XCTAssertLessThan(worst.difference, 1e-5, "\(ranks) ranks: \(worst.tensor)")
-            let alphas = referenceTensors.keys.filter { $0.hasPrefix("layers.") && $0.hasSuffix(".alpha") }
-            XCTAssertEqual(alphas.count, 2)
+            for (a, b) in zip(l, reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), name) }
+            let worst = worstTensorDifference(referenceTensors, try finalTensors(runDir))
+            XCTAssertLessThan(worst.difference, 1e-5, "\(name): \(worst.tensor)")
         }
     }
 

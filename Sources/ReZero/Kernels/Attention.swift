@@ -1,5 +1,3 @@
-import Dispatch
-
 /// Causal multi-head self-attention core on a fused QKV buffer.
 ///
 /// `qkv` is [batch·seq, 3·width] with columns [Q | K | V], head h owning columns h·hd ..< (h+1)·hd
@@ -12,16 +10,17 @@ enum Attention {
         /// Query rows per block of the causal products.
         var block: Int
         /// Threads sharing the (sequence, head) pairs, each running single-threaded sgemm: these
-        /// products are too small for BLAS's own threading to pay.
-        var workers: Int
-        init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, workers: Int = 1) {
+        /// products are too small for BLAS's own threading to pay. nil: the caller's thread alone.
+        var team: ThreadTeam?
+        init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, team: ThreadTeam? = nil) {
             self.batch = batch
             self.sequence = sequence
             self.width = width
             self.heads = heads
             self.block = block
-            self.workers = workers
+            self.team = team
         }
+        var workers: Int { team?.size ?? 1 }
         var headWidth: Int { width / heads }
         var scale: Double { 1 / Double(headWidth).squareRoot() }
         /// First query row of the last block.
@@ -100,28 +99,19 @@ enum Attention {
 
 extension Attention.Shape {
     /// Runs body(sequence, head, worker) for every pair; pairs write disjoint memory, so the
-    /// result does not depend on how they are shared out, and sharing `body` among the workers
-    /// is safe although the compiler cannot prove it.
+    /// result does not depend on how they are shared out.
     @inline(__always)
     func forEachPair(_ body: (Int, Int, Int) -> Void) {
         let pairs = batch * heads
-        guard workers > 1 && pairs > 1 else {
+        guard let team, team.size > 1, pairs > 1 else {
             for pair in 0..<pairs { body(pair / heads, pair % heads, 0) }
             return
         }
         let saved = BLAS.threads
         BLAS.threads = 1
-        withoutActuallyEscaping(body) { body in
-            let shared = DisjointWork(body: body)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                for pair in stride(from: worker, to: pairs, by: workers) { shared.body(pair / heads, pair % heads, worker) }
-            }
+        team.run { worker in
+            for pair in stride(from: worker, to: pairs, by: team.size) { body(pair / heads, pair % heads, worker) }
         }
         BLAS.threads = saved
     }
-}
-
-/// Work whose calls touch disjoint memory, handed to several threads at once.
-private struct DisjointWork: @unchecked Sendable {
-    let body: (Int, Int, Int) -> Void
 }

@@ -169,28 +169,30 @@ public final class Model<S: TensorScalar> {
 
     // MARK: Backward
 
-    /// Accumulates into `gradients` the gradient of `lossScale` × (summed token losses) of the
-    /// last forward pass: lossScale = 1/rows gives the gradient of the mean loss.
-    func backward(_ ws: Workspace<S>, lossScale: S) throws(NonFiniteValue) {
+    /// Accumulates into `g` (by default the model's `gradients`) the gradient of `lossScale` ×
+    /// (summed token losses) of the last forward pass: lossScale = 1/rows gives the gradient of
+    /// the mean loss. Data-parallel workers each pass their own buffer.
+    func backward(_ ws: Workspace<S>, lossScale: S, into g: UnsafeMutablePointer<S>? = nil) throws(NonFiniteValue) {
+        let g = g ?? gradients
         let n = ws.rows, d = config.dModel, v = ModelConfig.vocabulary, last = ws[.stream, 2 * config.layers]
         CrossEntropy.backward(dLogits: ws[.dLogits], probabilities: ws[.logits], targets: ws.targets,
                               rows: n, classes: v, scale: lossScale)
-        Linear.backward(dx: ws[.dStream], accumulateInput: false, dWeight: gradients + layout.headWeight,
-                        dBias: gradients + layout.headBias, dy: ws[.dLogits],
+        Linear.backward(dx: ws[.dStream], accumulateInput: false, dWeight: g + layout.headWeight,
+                        dBias: g + layout.headBias, dy: ws[.dLogits],
                         x: layout.finalNorm == nil ? last : ws[.finalNormOut],
                         weight: parameters + layout.headWeight, rows: n, inputs: d, outputs: v)
         if let final = layout.finalNorm {
             layerNormBackward(dx: ws[.dStream], accumulate: false, dy: ws[.dStream], x: last,
-                              stats: ws[.finalNormStats], final, rows: n)
+                              stats: ws[.finalNormStats], final, rows: n, g)
         }
         try check("∂head input", nil, ws[.dStream], n * d)
         backwardObserver?.gradientsReady(layout.headRange)
         for s in stride(from: 2 * config.layers - 1, through: 0, by: -1) {
-            try sublayerBackward(s, ws)
+            try sublayerBackward(s, ws, g)
             backwardObserver?.gradientsReady(s % 2 == 1 ? layout.feedForwardRange(s / 2) : layout.attentionRange(s / 2))
         }
-        Embedding.backward(dTokenTable: gradients + layout.tokenEmbedding,
-                           dPositionTable: gradients + layout.positionEmbedding, dx: ws[.dStream],
+        Embedding.backward(dTokenTable: g + layout.tokenEmbedding,
+                           dPositionTable: g + layout.positionEmbedding, dx: ws[.dStream],
                            tokens: ws.tokens, batch: ws.batch, sequence: ws.sequence, width: d)
         backwardObserver?.gradientsReady(layout.embeddingRange)
     }
@@ -198,79 +200,81 @@ public final class Model<S: TensorScalar> {
     /// On entry ws[.dStream] = ∂L/∂stream[s + 1]; on exit ∂L/∂stream[s], updated in place. The
     /// residual path passes the gradient through unchanged, so the sublayer's input gradient is
     /// added straight into it (BLAS beta = 1).
-    private func sublayerBackward(_ s: Int, _ ws: Workspace<S>) throws(NonFiniteValue) {
+    private func sublayerBackward(_ s: Int, _ ws: Workspace<S>, _ g: UnsafeMutablePointer<S>) throws(NonFiniteValue) {
         let l = s / 2, n = ws.rows, count = n * config.dModel, dStream = ws[.dStream]
         let pre = architecture.norm == .beforeSublayer
         if architecture.norm == .afterResidual {
             // In place: LayerNorm's backward takes each row's sums before it writes the row.
             layerNormBackward(dx: dStream, accumulate: false, dy: dStream, x: ws[.residualSum, s],
-                              stats: ws[.residualSumStats, s], norm(s), rows: n)
+                              stats: ws[.residualSumStats, s], norm(s), rows: n, g)
         }
         var dBranch = dStream
         if let alpha = layout.layers[l].alpha {
             dBranch = ws[.dBranch]
-            gradients[alpha] += Residual.backward(dBranch: dBranch, dy: dStream, branch: ws[.branch, s],
-                                                  alpha: parameters[alpha], count: count)
+            g[alpha] += Residual.backward(dBranch: dBranch, dy: dStream, branch: ws[.branch, s],
+                                          alpha: parameters[alpha], count: count)
         }
         let input = pre ? ws[.normOut, s] : ws[.stream, s]
         let dInput = pre ? ws[.dNormOut] : dStream
         if s % 2 == 0 {
-            attentionBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws)
+            attentionBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws, g)
         } else {
-            feedForwardBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws)
+            feedForwardBackward(l, input: input, dOut: dBranch, dInput: dInput, accumulate: !pre, ws, g)
         }
         if pre {
             layerNormBackward(dx: dStream, accumulate: true, dy: dInput, x: ws[.stream, s],
-                              stats: ws[.normStats, s], norm(s), rows: n)
+                              stats: ws[.normStats, s], norm(s), rows: n, g)
         }
         try check("∂sublayer input", l, dStream, count)
     }
 
     /// dOut may alias dInput: it is fully consumed before the last product writes dInput.
     private func attentionBackward(_ l: Int, input: UnsafeMutablePointer<S>, dOut: UnsafeMutablePointer<S>,
-                                   dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>) {
+                                   dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>,
+                                   _ g: UnsafeMutablePointer<S>) {
         let o = layout.layers[l], n = ws.rows, d = config.dModel
-        Linear.backward(dx: ws[.dHeads], accumulateInput: false, dWeight: gradients + o.projWeight,
-                        dBias: gradients + o.projBias, dy: dOut, x: ws[.heads, l],
+        Linear.backward(dx: ws[.dHeads], accumulateInput: false, dWeight: g + o.projWeight,
+                        dBias: g + o.projBias, dy: dOut, x: ws[.heads, l],
                         weight: parameters + o.projWeight, rows: n, inputs: d, outputs: d)
         backwardObserver?.poll()
         Attention.backward(dqkv: ws[.dQKV], dOut: ws[.dHeads], qkv: ws[.qkv, l], probabilities: ws[.probabilities, l],
                            scratch: ws[.dScores], shape: attentionShape(ws))
         backwardObserver?.poll()
-        Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.qkvWeight,
-                        dBias: gradients + o.qkvBias, dy: ws[.dQKV], x: input,
+        Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: g + o.qkvWeight,
+                        dBias: g + o.qkvBias, dy: ws[.dQKV], x: input,
                         weight: parameters + o.qkvWeight, rows: n, inputs: d, outputs: 3 * d)
         // The key bias adds q·b to every score of a row, which softmax ignores: its gradient is
         // exactly zero. Its computed value is rounding noise that Adam would amplify into ±lr
         // steps differing between rank counts, so the exact value is stored instead.
-        (gradients + o.qkvBias + d).update(repeating: 0, count: d)
+        (g + o.qkvBias + d).update(repeating: 0, count: d)
     }
 
     /// dOut may alias dInput: it is fully consumed before the last product writes dInput.
     private func feedForwardBackward(_ l: Int, input: UnsafeMutablePointer<S>, dOut: UnsafeMutablePointer<S>,
-                                     dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>) {
+                                     dInput: UnsafeMutablePointer<S>, accumulate: Bool, _ ws: Workspace<S>,
+                                     _ g: UnsafeMutablePointer<S>) {
         let o = layout.layers[l], n = ws.rows, d = config.dModel, f = config.ffWidth
-        Linear.backward(dx: ws[.dHidden], accumulateInput: false, dWeight: gradients + o.fc2Weight,
-                        dBias: gradients + o.fc2Bias, dy: dOut, x: ws[.activated, l],
+        Linear.backward(dx: ws[.dHidden], accumulateInput: false, dWeight: g + o.fc2Weight,
+                        dBias: g + o.fc2Bias, dy: dOut, x: ws[.activated, l],
                         weight: parameters + o.fc2Weight, rows: n, inputs: f, outputs: d)
         Activation.backward(config.activation, ws[.dHidden], ws[.hidden, l], count: n * f)
         backwardObserver?.poll()
-        Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: gradients + o.fc1Weight,
-                        dBias: gradients + o.fc1Bias, dy: ws[.dHidden], x: input,
+        Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: g + o.fc1Weight,
+                        dBias: g + o.fc1Bias, dy: ws[.dHidden], x: input,
                         weight: parameters + o.fc1Weight, rows: n, inputs: d, outputs: f)
     }
 
     private func layerNormBackward(dx: UnsafeMutablePointer<S>, accumulate: Bool, dy: UnsafeMutablePointer<S>,
                                    x: UnsafeMutablePointer<S>, stats: UnsafeMutablePointer<S>,
-                                   _ norm: (weight: Int, bias: Int), rows: Int) {
-        LayerNorm.backward(dx: dx, accumulateInput: accumulate, dWeight: gradients + norm.weight,
-                           dBias: gradients + norm.bias, dy: dy, x: x, mean: stats, rstd: stats + rows,
+                                   _ norm: (weight: Int, bias: Int), rows: Int, _ g: UnsafeMutablePointer<S>) {
+        LayerNorm.backward(dx: dx, accumulateInput: accumulate, dWeight: g + norm.weight,
+                           dBias: g + norm.bias, dy: dy, x: x, mean: stats, rstd: stats + rows,
                            weight: parameters + norm.weight, rows: rows, width: config.dModel)
     }
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
         Attention.Shape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads,
-                        block: attentionBlock, workers: ws.attentionWorkers)
+                        block: attentionBlock, team: ws.attentionTeam)
     }
 
     // MARK: Debug checks

@@ -85,7 +85,7 @@ final class Workspace<S: TensorScalar> {
     let batch: Int, sequence: Int
     var rows: Int { batch * sequence }
     /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
-    let attentionWorkers: Int
+    let attentionTeam: ThreadTeam?
     let tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>
     /// Elements of all buffers together.
     let scalarCount: Int
@@ -95,12 +95,12 @@ final class Workspace<S: TensorScalar> {
     private let starts: [UnsafeMutablePointer<S>?]
     private let counts: [Int], copies: [Int]
 
-    init(config: ModelConfig, batch: Int, sequence: Int, attentionWorkers: Int = 1) {
+    init(config: ModelConfig, batch: Int, sequence: Int, attentionTeam: ThreadTeam? = nil) {
         precondition(sequence <= config.seqLen && sequence >= 1 && batch >= 1)
         self.batch = batch
         self.sequence = sequence
-        let workers = Swift.max(1, attentionWorkers)
-        self.attentionWorkers = workers
+        self.attentionTeam = attentionTeam
+        let workers = attentionTeam?.size ?? 1
         let sizes = ActivationBuffer.allCases.map {
             ActivationBuffer.size($0, config, batch: batch, sequence: sequence, attentionWorkers: workers)
         }

@@ -27,7 +27,9 @@ public enum Benchmark {
     }
 
     public struct Result: Codable, Sendable {
-        public var ranks: Int, threadsPerRank: Int
+        public var ranks: Int
+        /// In-process data-parallel workers per rank, and BLAS threads per worker.
+        public var workersPerRank: Int, blasThreadsPerWorker: Int
         public var tokensPerSecond: Double
         public var modelGflops: Double, sgemmPeakGflops: Double, mfu: Double
         public var forwardSeconds: Double, backwardSeconds: Double, allReduceSeconds: Double, optimizerSeconds: Double
@@ -36,6 +38,8 @@ public enum Benchmark {
         /// when launch/bench-counters.c is preloaded (nil otherwise).
         public var sgemmSeconds: Double?
         public var peakResidentBytes: Int, countedBytes: Int
+        /// A worker's activations and, beyond the first worker, its gradient buffer.
+        public var bytesPerWorker: Int
         /// Heap allocations per measured step on rank 0, when the counters are preloaded (nil otherwise).
         public var heapAllocationsPerStep: Double?
     }
@@ -81,19 +85,21 @@ public enum Benchmark {
         let config = trainer.config
         let tokensPerSecond = Double(config.batchSize * config.model.seqLen) / wall
         let gflops = tokensPerSecond * config.model.trainingFlopsPerToken / 1e9
-        // Parameters, gradients and both moments, and the activations.
-        let counted = 4 * trainer.model.parameterCount * MemoryLayout<Float>.stride + trainer.workspace.bytes
+        // Parameters, gradients and both moments, and every worker's activations and gradients.
+        let workers = trainer.workers
+        let counted = 4 * trainer.model.parameterCount * MemoryLayout<Float>.stride + workers.layout.workers * workers.bytesPerWorker
         var delta: Counters?
         if let before, let after {
             delta = Counters(mallocCalls: after.mallocCalls - before.mallocCalls,
                              sgemmNanoseconds: after.sgemmNanoseconds - before.sgemmNanoseconds)
         }
-        return Result(ranks: collective.size, threadsPerRank: BLAS.threads, tokensPerSecond: tokensPerSecond,
+        return Result(ranks: collective.size, workersPerRank: workers.layout.workers,
+                      blasThreadsPerWorker: workers.layout.blasThreads, tokensPerSecond: tokensPerSecond,
                       modelGflops: gflops, sgemmPeakGflops: peaks[0], mfu: gflops / peaks[0],
                       forwardSeconds: split[0] / Double(steps), backwardSeconds: split[1] / Double(steps),
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
                       stepSeconds: wall, sgemmSeconds: delta.map { Double($0.sgemmNanoseconds) * 1e-9 / Double(steps) },
-                      peakResidentBytes: peakResidentBytes(), countedBytes: counted,
+                      peakResidentBytes: peakResidentBytes(), countedBytes: counted, bytesPerWorker: workers.bytesPerWorker,
                       heapAllocationsPerStep: delta.map { Double($0.mallocCalls) / Double(steps) })
     }
 }

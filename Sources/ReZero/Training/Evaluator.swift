@@ -1,52 +1,82 @@
 import RealModule
 
-/// Bits per byte of a model over a split, with the windows shared out over the ranks.
+/// Bits per byte of a model over a split: the windows are shared out over the ranks, and within
+/// a rank over the threads, each thread running whole batches of windows on single-threaded BLAS.
 public final class Evaluator {
     let model: Model<Float>
     let corpus: Corpus
     let collective: Collective
     let batch: Int
-    /// One workspace per (batch, sequence) shape met: the full windows, the last partial batch
-    /// and the split's shorter final window.
-    private var workspaces: [[Int]: Workspace<Float>] = [:]
+    let team: ThreadTeam?
+    /// Per thread, one workspace per (batch, sequence) shape met: the full windows, the last
+    /// partial batch and the split's shorter final window.
+    private var workspaces: [[[Int]: Workspace<Float>]]
 
-    public init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int) {
+    /// - Parameter threads: threads to share the windows among (in-process data parallelism).
+    public convenience init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int, threads: Int = 1) {
+        self.init(model: model, corpus: corpus, collective: collective, batch: batch,
+                  team: threads > 1 ? ThreadTeam(size: threads) : nil)
+    }
+
+    init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int, team: ThreadTeam?) {
         self.model = model
         self.corpus = corpus
         self.collective = collective
         self.batch = batch
+        self.team = team
+        workspaces = Array(repeating: [:], count: team?.size ?? 1)
     }
 
     /// Mean bits per scored byte over the split (its first `limit` bytes when given).
     public func bitsPerByte(_ split: Split, limit: Int? = nil) throws -> Double {
         let windows = corpus.evaluationWindows(split, sequence: model.config.seqLen, limit: limit)
         let mine = stride(from: collective.rank, to: windows.count, by: collective.size).map { windows[$0] }
-        var totals = [0.0, 0.0]  // nats, bytes
-        // Windows of equal length go through the model together.
-        let groups = Dictionary(grouping: mine, by: \.count)
-        for (length, group) in groups.sorted(by: { $0.key > $1.key }) {
-            for start in stride(from: 0, to: group.count, by: batch) {
-                let chunk = group[start..<Swift.min(start + batch, group.count)]
-                let ws = workspace(batch: chunk.count, sequence: length)
-                corpus.bytes.withUnsafeBufferPointer { all in
-                    for (j, window) in chunk.enumerated() {
-                        (ws.tokens + j * length).update(from: all.baseAddress! + window.lowerBound, count: length)
-                        (ws.targets + j * length).update(from: all.baseAddress! + window.lowerBound + 1, count: length)
-                    }
-                }
-                let meanLoss = try model.forward(ws)
-                totals[0] += meanLoss * Double(ws.rows)
-                totals[1] += Double(ws.rows)
+        // Windows of equal length go through the model together, `batch` at a time.
+        var batches: [ArraySlice<Range<Int>>] = []
+        for (_, group) in Dictionary(grouping: mine, by: \.count).sorted(by: { $0.key > $1.key }) {
+            for start in stride(from: 0, to: group.count, by: batch) { batches.append(group[start..<Swift.min(start + batch, group.count)]) }
+        }
+        let threads = team?.size ?? 1
+        for (i, windows) in batches.enumerated() { prepareWorkspace(thread: i % threads, batch: windows.count, sequence: windows.first!.count) }
+        // Each batch's summed nats, added up in batch order: the result does not depend on threads.
+        let nats = UnsafeMutableBufferPointer<Double>.allocate(capacity: batches.count)
+        defer { nats.deallocate() }
+        let failures = UnsafeMutableBufferPointer<NonFiniteValue?>.allocate(capacity: threads)
+        failures.initialize(repeating: nil)
+        defer { failures.deinitialize(); failures.deallocate() }
+        let run = { (thread: Int) in
+            for i in stride(from: thread, to: batches.count, by: threads) {
+                let ws = self.workspaces[thread][[batches[i].count, batches[i].first!.count]]!
+                self.load(batches[i], into: ws)
+                do throws(NonFiniteValue) { nats[i] = try self.model.forward(ws) * Double(ws.rows) } catch { failures[thread] = error }
             }
         }
+        if let team {
+            let saved = BLAS.threads
+            BLAS.threads = 1
+            team.run(run)
+            BLAS.threads = saved
+        } else {
+            run(0)
+        }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+        var totals = [nats.reduce(0, +), Double(mine.reduce(0) { $0 + $1.count })]
         try collective.allReduce(&totals, .sum)
         return totals[0] / totals[1] / Double.log(2)
     }
 
-    private func workspace(batch: Int, sequence: Int) -> Workspace<Float> {
-        if let ws = workspaces[[batch, sequence]] { return ws }
-        let ws = Workspace<Float>(config: model.config, batch: batch, sequence: sequence, attentionWorkers: BLAS.threads)
-        workspaces[[batch, sequence]] = ws
-        return ws
+    private func load(_ windows: ArraySlice<Range<Int>>, into ws: Workspace<Float>) {
+        let length = ws.sequence
+        corpus.bytes.withUnsafeBufferPointer { all in
+            for (j, window) in windows.enumerated() {
+                (ws.tokens + j * length).update(from: all.baseAddress! + window.lowerBound, count: length)
+                (ws.targets + j * length).update(from: all.baseAddress! + window.lowerBound + 1, count: length)
+            }
+        }
+    }
+
+    private func prepareWorkspace(thread: Int, batch: Int, sequence: Int) {
+        guard workspaces[thread][[batch, sequence]] == nil else { return }
+        workspaces[thread][[batch, sequence]] = Workspace<Float>(config: model.config, batch: batch, sequence: sequence)
     }
 }

@@ -9,9 +9,11 @@ public final class Trainer {
     public let model: Model<Float>
     public let optimizer: Optimizer
     public internal(set) var state = TrainingState()
-    let workspace: Workspace<Float>
     /// Sequences per forward pass on this rank: the global batch / (ranks × accumulation steps).
     let microBatch: Int
+    /// The rank's threads: data-parallel workers sharing each micro-batch.
+    let workers: LocalWorkers
+    public var threadLayout: ThreadLayout { workers.layout }
     private let overlappedSum: OverlappedGradientSum
     /// [loss, stop requested], summed over ranks with the step; allocated once so that the step
     /// allocates nothing.
@@ -36,9 +38,10 @@ public final class Trainer {
     }
 
     /// - Parameters:
+    ///   - threads: the threads this rank may use (see `ThreadLayout`).
     ///   - resume: a checkpoint to continue from; its architecture must equal `config.model`.
-    ///   - debug: check every activation and gradient for NaN/Inf.
-    public init(config: TrainingConfig, corpus: Corpus, collective: Collective,
+    ///   - debug: check every activation and gradient for NaN/Inf, on one thread.
+    public init(config: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int = BLAS.threads,
                 resume: Checkpoint.Loaded? = nil, debug: Bool = false) throws {
         try config.validate(worldSize: collective.size)
         try corpus.validate(sequence: config.model.seqLen)
@@ -48,8 +51,9 @@ public final class Trainer {
         microBatch = config.batchSize / (collective.size * config.accumSteps)
         model = Model<Float>(config: config.model, seed: config.seed)
         optimizer = Optimizer(config: config.optimizer, layout: model.layout)
-        workspace = Workspace<Float>(config: config.model, batch: microBatch, sequence: config.model.seqLen,
-                                     attentionWorkers: BLAS.threads)
+        let layout = ThreadLayout.choose(threads: debug ? 1 : threads, microBatch: microBatch)
+        BLAS.threads = layout.blasThreads
+        workers = LocalWorkers(model: model, corpus: corpus, seed: config.seed, microBatch: microBatch, layout: layout)
         overlappedSum = OverlappedGradientSum(collective, gradients: model.gradients, layers: config.model.layers)
         if debug { model.debugStep = 0 }
         try collective.requireAgreement(on: """
@@ -86,24 +90,25 @@ public final class Trainer {
         if model.debugStep != nil { model.debugStep = s }
         var timing = StepTiming()
         var clock = Clock()
-        model.zeroGradients()
-        stepScalars[0] = 0
-        stepScalars[1] = stopRequested ? 1 : 0
-        let lossScale = 1 / Float(workspace.rows * config.accumSteps * collective.size)
-        // Debug mode checks the gradients before they are reduced, so it does not overlap.
+        workers.startStep()
+        let lossScale = 1 / Float(microBatch * config.model.seqLen * config.accumSteps * collective.size)
+        // Debug mode checks the gradients before they are reduced, and workers sum theirs after
+        // backward: neither overlaps.
         let overlap = config.overlapCommunication && collective.size > 1 && model.debugStep == nil
+            && workers.layout.workers == 1
         for micro in 0..<config.accumSteps {
             // Each part's gradient is final once the last micro-batch's backward has passed it.
             model.backwardObserver = overlap && micro == config.accumSteps - 1 ? overlappedSum : nil
             let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
-            corpus.fillTrainingBatch(tokens: workspace.tokens, targets: workspace.targets, seed: config.seed,
-                                     step: s, first: first, count: microBatch, sequence: config.model.seqLen)
-            stepScalars[0] += try model.forward(workspace)
-            timing.forward += clock.lap()
-            try model.backward(workspace, lossScale: lossScale)
-            timing.backward += clock.lap()
+            try workers.forwardBackward(step: s, first: first, lossScale: lossScale)
         }
+        workers.reduceGradients()
+        // Forward as worker 0 measured it; backward the rest, waiting for the others and the sum.
+        timing.forward = workers.forwardSeconds
+        timing.backward = clock.lap() - timing.forward
         try model.checkGradients()
+        stepScalars[0] = workers.summedLoss / Double(microBatch * config.model.seqLen)
+        stepScalars[1] = stopRequested ? 1 : 0
         if overlap {
             try overlappedSum.finish()
         } else {

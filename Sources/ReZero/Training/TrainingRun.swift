@@ -28,12 +28,12 @@ public final class TrainingRun {
             isRoot ? try RunDirectory(path: path, config: trainer.config, resumedAt: resumedAt, warn: log) : nil
         }
         evaluator = Evaluator(model: trainer.model, corpus: trainer.corpus, collective: trainer.collective,
-                              batch: trainer.microBatch)
+                              batch: trainer.microBatch, team: trainer.workers.team)
     }
 
     public func run() throws -> TrainingSummary {
         let m = config.model, tokensPerStep = config.batchSize * m.seqLen
-        log("training \(m.variant.rawValue): \(m.layers) layers, d=\(m.dModel), \(m.heads) heads, \(trainer.model.parameterCount.formatted()) parameters; \(collective.size) rank(s) × \(BLAS.threads) BLAS thread(s); global batch \(config.batchSize) × \(m.seqLen) = \(tokensPerStep) tokens/step (\(trainer.microBatch) per micro-batch × \(config.accumSteps) accumulation step(s) per rank)")
+        log("training \(m.variant.rawValue): \(m.layers) layers, d=\(m.dModel), \(m.heads) heads, \(trainer.model.parameterCount.formatted()) parameters; \(collective.size) rank(s) × \(trainer.threadLayout); global batch \(config.batchSize) × \(m.seqLen) = \(tokensPerStep) tokens/step (\(trainer.microBatch) per micro-batch × \(config.accumSteps) accumulation step(s) per rank)")
         let start = trainer.state.step
         var divergence = DivergenceMonitor(patience: config.divergencePatience)
         var window = (clock: Clock(), steps: 0)
