@@ -21,37 +21,47 @@ import torch.nn.functional as F
 
 
 class Layer(nn.Module):
-    def __init__(self, d, heads, ff):
+    """ReZero: h = x + α·Attn(x); y = h + α·FFN(h). Pre-norm: h = x + Attn(LN(x)); y = h + FFN(LN(h))."""
+
+    def __init__(self, d, heads, ff, prenorm, gelu):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.fc1 = nn.Linear(d, ff * d)
         self.fc2 = nn.Linear(ff * d, d)
-        self.alpha = nn.Parameter(torch.zeros(1))
+        self.activation = (lambda z: F.gelu(z, approximate="tanh")) if gelu else F.relu
+        if prenorm:
+            self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.gate = 1.0
+        else:
+            self.norm1 = self.norm2 = nn.Identity()
+            self.gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=2)
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
-        h = x + self.alpha * self.proj(a)
-        return h + self.alpha * self.fc2(F.relu(self.fc1(h)))
+        h = x + self.gate * self.proj(a)
+        return h + self.gate * self.fc2(self.activation(self.fc1(self.norm2(h))))
 
 
 class Model(nn.Module):
-    def __init__(self, layers, d, heads, ff, seq):
+    def __init__(self, a):
         super().__init__()
-        self.tokens = nn.Embedding(256, d)
-        self.positions = nn.Embedding(seq, d)
-        self.layers = nn.ModuleList(Layer(d, heads, ff) for _ in range(layers))
-        self.head = nn.Linear(d, 256)
+        prenorm, gelu = a.variant == "prenorm", a.activation == "gelu"
+        self.tokens = nn.Embedding(256, a.d_model)
+        self.positions = nn.Embedding(a.seq_len, a.d_model)
+        self.layers = nn.ModuleList(Layer(a.d_model, a.heads, a.ff_mult, prenorm, gelu) for _ in range(a.layers))
+        self.final = nn.LayerNorm(a.d_model) if prenorm else nn.Identity()
+        self.head = nn.Linear(a.d_model, 256)
 
     def forward(self, x, y):
         h = self.tokens(x) + self.positions(torch.arange(x.shape[1]))
         for layer in self.layers:
             h = layer(h)
-        return F.cross_entropy(self.head(h).view(-1, 256), y.view(-1))
+        return F.cross_entropy(self.head(self.final(h)).view(-1, 256), y.view(-1))
 
 
 def main():
@@ -61,6 +71,8 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ff-mult", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--variant", choices=["rezero", "prenorm"], default="rezero")
+    p.add_argument("--activation", choices=["relu", "gelu"], default="relu")
     p.add_argument("--batch-size", type=int, default=16, help="global batch in sequences")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
     p.add_argument("--warmup-steps", type=int, default=2)
@@ -77,7 +89,7 @@ def main():
 def run(rank, a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = Model(a.layers, a.d_model, a.heads, a.ff_mult, a.seq_len)
+    model = Model(a)
     if a.ddp > 1:
         import torch.distributed as dist
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
