@@ -52,7 +52,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Peak learning rate (default: \(defaults.learningRate)).") var lr: Double?
     @Option(help: "Linear warm-up steps (default: \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule: constant, warmup (then constant), cosine (warm-up, then cosine to lr/10) (default: \(defaults.schedule.rawValue)).") var schedule: ScheduleKind?
-    @Option(help: "Optimizer: adamw, lamb (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
+    @Option(help: "Optimizer: adamw, lamb (LAMB scales the AdamW update of each weight matrix and embedding by its trust ratio ‖w‖/‖update‖; α, biases and LayerNorm parameters are excluded from this layer adaptation and take the plain AdamW step) (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay on weight matrices only (default: \(defaults.optimizer.weightDecay)).") var weightDecay: Double?
     @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLearningRateMultiplier)).") var alphaLRMult: Double?
     @Option(help: "Global gradient-norm clip; 0 disables (default: \(defaults.clip)).") var clip: Double?

@@ -29,3 +29,6 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double { NumericalGradient.r
 func dot(_ y: UnsafePointer<Double>, _ w: Buffer) -> Double {
     (0..<w.count).reduce(0) { $0 + y[$1] * w.pointer[$1] }
 }
+
+/// The Euclidean norm.
+func norm(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }

@@ -35,6 +35,8 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(help.contains(flag), flag)
         }
         XCTAssertTrue(help.contains("90M/5M/5M"))
+        let words = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(words.contains("α, biases and LayerNorm parameters are excluded from this layer adaptation"), "--optimizer help")
         XCTAssertGreaterThanOrEqual(help.components(separatedBy: "(default:").count - 1, 20)
     }
 
