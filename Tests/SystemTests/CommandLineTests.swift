@@ -37,6 +37,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(help.contains("90M/5M/5M"))
         let words = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         XCTAssertTrue(words.contains("α, biases and LayerNorm parameters are excluded from this layer adaptation"), "--optimizer help")
+        XCTAssertTrue(words.contains("gpt2norm: prenorm with GPT-2's initialization"), "--variant help")
         XCTAssertGreaterThanOrEqual(help.components(separatedBy: "(default:").count - 1, 20)
     }
 

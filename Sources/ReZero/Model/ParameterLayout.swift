@@ -81,6 +81,9 @@ public struct ParameterLayout: Sendable {
 
     public var alphaOffsets: [Int] { layers.compactMap(\.alpha) }
 
+    /// The matrices that write into the residual stream: every layer's attn.proj and ffn.fc2 weights.
+    public var residualOutputWeights: [Int] { layers.flatMap { [$0.projWeight, $0.fc2Weight] } }
+
     /// The final LayerNorm (weight, bias), when the variant has one.
     public var finalNorm: (weight: Int, bias: Int)? {
         guard let weight = finalNormWeight, let bias = finalNormBias else { return nil }
