@@ -183,6 +183,26 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(trainer.model.parameters[trainer.model.layout.headBias], .infinity)
     }
 
+    /// A configuration written before a field existed (a checkpoint's, a config.json) reads with
+    /// that field's default; the keys it has keep their values, nested ones and 64-bit seeds included.
+    func testConfigWithoutANewerKeyReadsWithItsDefault() throws {
+        var config = smallConfig(seed: .max - 1)
+        config.model.variant = .postnorm
+        config.evalContext = 5
+        XCTAssertEqual(try TrainingConfig.decode(json: config.json()), config)
+        var older = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(config.json().utf8)) as? [String: Any])
+        older["eval_context"] = nil
+        var model = try XCTUnwrap(older["model"] as? [String: Any])
+        model["activation"] = nil
+        older["model"] = model
+        let decoded = try TrainingConfig.decode(json: String(decoding: JSONSerialization.data(withJSONObject: older), as: UTF8.self))
+        var expected = config
+        expected.evalContext = 0
+        expected.model.activation = ModelConfig().activation
+        XCTAssertEqual(decoded, expected)
+        XCTAssertThrowsError(try TrainingConfig.decode(json: #"{"model": {"layers": "four"}}"#))
+    }
+
     func testInvalidConfigurationsNameTheFlag() {
         var c = smallConfig()
         c.model.heads = 5
