@@ -52,7 +52,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Peak learning rate (default: \(defaults.learningRate)).") var lr: Double?
     @Option(help: "Linear warm-up steps (default: \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule: constant, warmup (then constant), cosine (warm-up, then cosine to lr/10) (default: \(defaults.schedule.rawValue)).") var schedule: ScheduleKind?
-    @Option(help: "Optimizer: adamw, lamb (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
+    @Option(help: "Optimizer: adamw, lamb (LAMB scales the AdamW update of each weight matrix and embedding by its trust ratio ‖w‖/‖update‖; α, biases and LayerNorm parameters are excluded from this layer adaptation and take the plain AdamW step) (default: \(defaults.optimizer.kind.rawValue)).") var optimizer: OptimizerKind?
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay on weight matrices only (default: \(defaults.optimizer.weightDecay)).") var weightDecay: Double?
     @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLearningRateMultiplier)).") var alphaLRMult: Double?
     @Option(help: "Global gradient-norm clip; 0 disables (default: \(defaults.clip)).") var clip: Double?
@@ -82,6 +82,7 @@ struct RunOptions: ParsableArguments {
     @Option(name: .customLong("log-every"), help: "Console and metrics.jsonl line every this many steps (default: \(defaults.logEvery)).") var logEvery: Int?
     @Option(name: .customLong("eval-every"), help: "Validation bits/byte every this many steps; 0 disables (default: \(defaults.evalEvery)).") var evalEvery: Int?
     @Option(name: .customLong("eval-bytes"), help: "Bytes of the valid split scored by the periodic and final evaluation; 0 = whole split (default: \(defaults.evalBytes)).") var evalBytes: Int?
+    @Option(name: .customLong("eval-context"), help: "Bytes by which consecutive evaluation windows of --seq-len bytes overlap, read as context only: each window after the first scores its last --seq-len − C bytes, every byte still scored once; 0 = non-overlapping windows (default: \(defaults.evalContext)).") var evalContext: Int?
     @Option(name: .customLong("check-every"), help: "Compare a checksum of the replicas' parameters every this many steps; 0 disables (default: \(defaults.checkEvery)).") var checkEvery: Int?
     @Option(name: .customLong("ckpt-every"), help: "Checkpoint every this many steps, and always at the end; 0 = only at the end (default: \(defaults.checkpointEvery)).") var ckptEvery: Int?
     @Option(help: "Checkpoints kept: the newest K plus the best by validation bits/byte (default: \(defaults.keep)).") var keep: Int?
@@ -93,6 +94,7 @@ struct RunOptions: ParsableArguments {
         if let logEvery { c.logEvery = logEvery }
         if let evalEvery { c.evalEvery = evalEvery }
         if let evalBytes { c.evalBytes = evalBytes }
+        if let evalContext { c.evalContext = evalContext }
         if let checkEvery { c.checkEvery = checkEvery }
         if let ckptEvery { c.checkpointEvery = ckptEvery }
         if let keep { c.keep = keep }

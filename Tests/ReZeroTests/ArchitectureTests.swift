@@ -49,6 +49,43 @@ final class ArchitectureTests: XCTestCase {
         }
     }
 
+    /// GPT-2's recipe: gpt2norm is prenorm with the weights that write into the residual stream
+    /// (attn.proj, ffn.fc2) initialised ×1/√(2L); every other tensor is prenorm's, value for value,
+    /// and with the same parameters the two compute the same function.
+    func testGPT2NormIsPrenormWithResidualOutputsScaledByDepth() throws {
+        for layers in [1, 3, 8] {
+            let config = ModelConfig(layers: layers, dModel: 8, heads: 2, ffMult: 2, seqLen: 4, variant: .prenorm)
+            var gpt2Config = config
+            gpt2Config.variant = .gpt2norm
+            let prenorm = Model<Double>(config: config, seed: 5), gpt2 = Model<Double>(config: gpt2Config, seed: 5)
+            XCTAssertEqual(gpt2.layout.tensors, prenorm.layout.tensors)
+            let scale = 1 / Double(2 * layers).squareRoot()
+            var scaled = 0
+            for spec in prenorm.layout.tensors {
+                let residualOutput = spec.name.hasSuffix(".attn.proj.weight") || spec.name.hasSuffix(".ffn.fc2.weight")
+                scaled += residualOutput ? 1 : 0
+                for i in spec.range {
+                    XCTAssertEqual(gpt2.parameters[i], prenorm.parameters[i] * (residualOutput ? scale : 1),
+                                   accuracy: 1e-15, "\(layers) layers: \(spec.name)")
+                }
+            }
+            XCTAssertEqual(scaled, 2 * layers)
+
+            let ws = Workspace<Double>(config: config, batch: 2, sequence: 4)
+            for i in 0..<ws.rows { ws.tokens[i] = UInt8(17 * i % 256); ws.targets[i] = UInt8(5 * i + 3) }
+            let before = try gpt2.forward(ws)
+            XCTAssertNotEqual(before, try prenorm.forward(ws), "the scaled init changes the model")
+            gpt2.parameters.update(from: prenorm.parameters, count: prenorm.parameterCount)
+            XCTAssertEqual(try gpt2.forward(ws), try prenorm.forward(ws), "the same function as prenorm")
+        }
+    }
+
+    /// `compare` runs the paper's Table 3 by default, GPT2-Norm included, from the variant table.
+    func testCompareRunsEveryRowOfTheTableByDefault() {
+        XCTAssertEqual(Comparison.defaultRuns.map(\.name),
+                       ["rezero", "rezero-alpha1", "postnorm+warmup", "postnorm", "prenorm+warmup", "gpt2norm+warmup"])
+    }
+
     /// OpenBLAS's sasum and sdot (its "Haswell" kernels, which it runs on this CPU) sum in an order
     /// that depends on the buffer's alignment; the softmax and the α gradient must not, or two
     /// processes — a run and its resumption, one host and two — part ways in the last bit.

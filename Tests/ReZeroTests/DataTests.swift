@@ -8,17 +8,52 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(Corpus.range(.test, count: 100_000_000), 95_000_000..<100_000_000)
     }
 
-    func testEvaluationWindowsScoreEveryByteOnce() {
+    /// With any eval context C < T, and over a whole split or its first bytes: every byte but the
+    /// first is scored exactly once, windows hold at most T bytes, and outside the first window
+    /// each scored byte is predicted from at least C + 1 bytes. C = 0 is the non-overlapping tiling.
+    func testEvaluationWindowsScoreEveryByteOnceWithAtLeastTheContext() {
         let corpus = Corpus(name: "t", bytes: [UInt8](repeating: 1, count: 1003))
+        let t = 7
         for split in Split.allCases {
-            let r = corpus.range(split)
-            let windows = corpus.evaluationWindows(split, sequence: 7)
-            // Targets are window + 1: together they must tile the split minus its first byte.
-            var scored = windows.flatMap { ($0.lowerBound + 1)...$0.upperBound }
-            scored.sort()
-            XCTAssertEqual(scored, Array((r.lowerBound + 1)..<r.upperBound), "\(split)")
-            XCTAssertTrue(windows.allSatisfy { $0.count <= 7 })
+            for limit in [nil, 30, 8, 2] {
+                var r = corpus.range(split)
+                if let limit { r = r.lowerBound..<(r.lowerBound + limit) }
+                for context in 0..<t {
+                    let windows = corpus.evaluationWindows(split, sequence: t, context: context, limit: limit)
+                    let label = "\(split) limit \(String(describing: limit)) context \(context)"
+                    // Window position p predicts byte inputs.lowerBound + p + 1 from the p + 1 bytes before it.
+                    let scored = windows.flatMap { w in (w.firstScored..<w.inputs.count).map { w.inputs.lowerBound + $0 + 1 } }
+                    XCTAssertEqual(scored.sorted(), Array((r.lowerBound + 1)..<r.upperBound), label)
+                    XCTAssertEqual(windows.reduce(0) { $0 + $1.scored }, r.count - 1, label)
+                    XCTAssertEqual(windows.first?.firstScored ?? 0, 0, label)
+                    for w in windows {
+                        XCTAssertTrue(w.inputs.count <= t && w.scored >= 1 && r.contains(w.inputs.lowerBound), label)
+                        XCTAssertLessThanOrEqual(w.inputs.upperBound, r.upperBound - 1, label)
+                    }
+                    for w in windows.dropFirst() { XCTAssertEqual(w.firstScored, context, label) }
+                    if context == 0 {
+                        // Today's tiling: back to back, each scored whole.
+                        XCTAssertEqual(windows.flatMap { Array($0.inputs) }, Array(r.lowerBound..<(r.upperBound - 1)), label)
+                    } else if r.count > 2 * t {
+                        XCTAssertEqual(windows[1].inputs.lowerBound, windows[0].inputs.upperBound - context, label)
+                    }
+                }
+            }
         }
+    }
+
+    func testEvalContextMustBeBelowTheSequenceLength() {
+        XCTAssertNoThrow(try Corpus.validate(evalContext: 0, sequence: 16))
+        XCTAssertNoThrow(try Corpus.validate(evalContext: 15, sequence: 16))
+        for bad in [16, 40, -1] {
+            XCTAssertThrowsError(try Corpus.validate(evalContext: bad, sequence: 16)) {
+                XCTAssertEqual(($0 as? RezeroError)?.status, .usage)
+                XCTAssertTrue("\($0)".contains("--eval-context \(bad)"), "\($0)")
+            }
+        }
+        var config = TrainingConfig()
+        config.evalContext = config.model.seqLen
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("--eval-context \(config.model.seqLen)")) }
     }
 
     func testGlobalBatchDoesNotDependOnHowItIsShared() {

@@ -57,3 +57,6 @@ enum SmallRun {
         return trainer
     }
 }
+
+/// The Euclidean norm.
+func norm(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }

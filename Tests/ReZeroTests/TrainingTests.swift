@@ -76,6 +76,54 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(w[0], 2 - 0.1 * 2, accuracy: 1e-5)
     }
 
+    /// LAMB gives α (here starting at 0, as in ReZero), biases and LayerNorm parameters exactly
+    /// AdamW's step, and rescales each matrix's and embedding's step to ‖Δw‖ = lr·‖w‖.
+    func testLAMBExcludesAlphaBiasesAndNormsFromLayerAdaptation() {
+        for variant in [Variant.rezero, .prenorm] {
+            let layout = ParameterLayout(ModelConfig(layers: 2, dModel: 8, heads: 2, ffMult: 2, seqLen: 4, variant: variant))
+            let adam = Optimizer(config: OptimizerConfig(), layout: layout)
+            var lambConfig = OptimizerConfig()
+            lambConfig.kind = .lamb
+            let lamb = Optimizer(config: lambConfig, layout: layout)
+            var start = (0..<layout.count).map { Float(CounterRandom.normal(seed: 1, stream: 1, counter: UInt64($0))) }
+            for offset in layout.alphaOffsets { start[offset] = 0 }
+            var a = start, b = start
+            let lr = 0.01
+            for step in 0..<10 {
+                let g = (0..<layout.count).map {
+                    Float(0.1 + CounterRandom.normal(seed: 2, stream: UInt64(step), counter: UInt64($0)))
+                }
+                let before = b
+                adam.step(parameters: &a, gradients: g, learningRate: lr)
+                lamb.step(parameters: &b, gradients: g, learningRate: lr)
+                for spec in layout.tensors where spec.role.layerAdapted {
+                    let w = spec.range.map { Double(before[$0]) }, delta = spec.range.map { Double(b[$0] - before[$0]) }
+                    XCTAssertEqual(norm(delta) / (lr * norm(w)), 1, accuracy: 1e-4, "\(variant) \(spec.name) step \(step)")
+                }
+            }
+            for spec in layout.tensors where !spec.role.layerAdapted {
+                XCTAssertEqual(Array(a[spec.range]), Array(b[spec.range]), "\(variant) \(spec.name)")
+            }
+            XCTAssertEqual(layout.tensors.filter { !$0.role.layerAdapted }.count,
+                           layout.tensors.filter { [.alpha, .bias, .norm].contains($0.role) }.count)
+            for offset in layout.alphaOffsets { XCTAssertGreaterThan(abs(b[offset]), Float(5 * lr), "α left 0") }
+        }
+    }
+
+    /// In training: ReZero's α grow as fast under LAMB as under AdamW.
+    func testAlphaLeavesZeroUnderLAMBAsUnderAdam() throws {
+        var adam = SmallRun.config()
+        adam.steps = 30
+        var lamb = adam
+        lamb.optimizer.kind = .lamb
+        let underAdam = try SmallRun.trained(adam, steps: 30).model.alphas, underLAMB = try SmallRun.trained(lamb, steps: 30).model.alphas
+        print("α after 30 steps: AdamW \(underAdam), LAMB \(underLAMB)")
+        for (x, y) in zip(underAdam, underLAMB) {
+            XCTAssertGreaterThan(abs(y), 0.5 * abs(x))
+            XCTAssertLessThan(abs(y), 2 * abs(x))
+        }
+    }
+
     func testSchedules() {
         let warm = Schedule(kind: .warmup, baseRate: 1, warmupSteps: 10, totalSteps: 100)
         XCTAssertEqual(warm.rate(at: 5), 0.5)
@@ -108,6 +156,26 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(summary.step, 1)
         XCTAssertEqual(trainer.state.step, 0, "the non-finite step is not applied")
         XCTAssertEqual(trainer.model.parameters[trainer.model.layout.headBias], .infinity)
+    }
+
+    /// A configuration written before a field existed (a checkpoint's, a config.json) reads with
+    /// that field's default; the keys it has keep their values, nested ones and 64-bit seeds included.
+    func testConfigWithoutANewerKeyReadsWithItsDefault() throws {
+        var config = SmallRun.config(seed: .max - 1)
+        config.model.variant = .postnorm
+        config.evalContext = 5
+        XCTAssertEqual(try TrainingConfig.decode(json: config.json()), config)
+        var older = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(config.json().utf8)) as? [String: Any])
+        older["eval_context"] = nil
+        var model = try XCTUnwrap(older["model"] as? [String: Any])
+        model["activation"] = nil
+        older["model"] = model
+        let decoded = try TrainingConfig.decode(json: String(decoding: JSONSerialization.data(withJSONObject: older), as: UTF8.self))
+        var expected = config
+        expected.evalContext = 0
+        expected.model.activation = ModelConfig().activation
+        XCTAssertEqual(decoded, expected)
+        XCTAssertThrowsError(try TrainingConfig.decode(json: #"{"model": {"layers": "four"}}"#))
     }
 
     func testInvalidConfigurationsNameTheFlag() {

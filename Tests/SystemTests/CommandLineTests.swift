@@ -35,6 +35,9 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(help.contains(flag), flag)
         }
         XCTAssertTrue(help.contains("90M/5M/5M"))
+        let words = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(words.contains("α, biases and LayerNorm parameters are excluded from this layer adaptation"), "--optimizer help")
+        XCTAssertTrue(words.contains("gpt2norm: prenorm with GPT-2's initialization"), "--variant help")
         XCTAssertGreaterThanOrEqual(help.components(separatedBy: "(default:").count - 1, 20)
     }
 
@@ -84,6 +87,49 @@ final class CommandLineTests: XCTestCase {
         let alpha = try XCTUnwrap(tensors(checkpoint)["layers.0.alpha"]?.first)
         XCTAssertTrue(inspect.stdout.contains(String(format: "layers.0.alpha = %.9g", alpha)), inspect.stdout)
         try checkReadableByNumpy(checkpoint, alpha: alpha)
+    }
+
+    /// --eval-context: training's periodic evaluation and `eval` use it, say so, and agree; every
+    /// byte is still scored once; a context of --seq-len or more (or below 0) is an error naming it.
+    func testEvalContextIsUsedReportedAndValidated() throws {
+        let dir = Paths.temporaryDirectory("eval-context")
+        let train = try rezero(["train"] + Self.tiny + ["--steps", "10", "--eval-every", "5", "--eval-context", "6",
+                                                        "--run-dir", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("step 5 | valid bpb ") && train.stdout.contains(", eval context 6"), train.stdout)
+        let config = try TrainingConfig.decode(json: String(contentsOfFile: dir + "/run/config.json", encoding: .utf8))
+        XCTAssertEqual(config.evalContext, 6)
+        let records = try MetricsLog.read(dir + "/run/metrics.jsonl").filter { $0.kind == .evaluation }
+        XCTAssertEqual(records.map(\.step), [5, 10])
+        XCTAssertEqual(records.map(\.evalContext), [6, 6])
+
+        let checkpoint = dir + "/run/ckpt-00000010.safetensors"
+        func eval(_ context: Int) throws -> [String: Any] {
+            let out = try rezero(["eval", "--checkpoint", checkpoint, "--bytes", "2048", "--batch-size", "4",
+                                  "--eval-context", String(context), "--json"])
+            XCTAssertEqual(out.status, 0, out.stderr)
+            return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as! [String: Any]
+        }
+        let withContext = try eval(6), without = try eval(0)
+        XCTAssertEqual(withContext["eval_context"] as? Int, 6)
+        XCTAssertEqual(without["eval_context"] as? Int, 0)
+        XCTAssertEqual(withContext["bytes_scored"] as? Int, 2047)
+        XCTAssertEqual(without["bytes_scored"] as? Int, 2047)
+        XCTAssertNotEqual(withContext["bits_per_byte"] as! Double, without["bits_per_byte"] as! Double)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/summary.json"))) as! [String: Any]
+        XCTAssertEqual(withContext["bits_per_byte"] as! Double, summary["valid_bpb"] as! Double, accuracy: 1e-9)
+        let text = try rezero(["eval", "--checkpoint", checkpoint, "--bytes", "2048", "--eval-context", "6"])
+        XCTAssertTrue(text.stdout.contains("over 2047 bytes, eval context 6"), text.stdout)
+
+        for bad in ["16", "-1"] {
+            let out = try rezero(["eval", "--checkpoint", checkpoint, "--eval-context=\(bad)"])
+            XCTAssertEqual(out.status, 2, out.stderr)
+            XCTAssertTrue(out.stderr.contains("--eval-context \(bad)"), out.stderr)
+        }
+        let badTrain = try rezero(["train"] + Self.tiny + ["--eval-context", "16", "--run-dir", dir + "/bad"])
+        XCTAssertEqual(badTrain.status, 2, badTrain.stderr)
+        XCTAssertTrue(badTrain.stderr.contains("--eval-context 16: must be at least 0 and less than the model's --seq-len 16"), badTrain.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad/config.json"), "bad input writes nothing")
     }
 
     /// The file follows the safetensors layout: a few lines of numpy read it.

@@ -82,19 +82,41 @@ public struct Corpus: Sendable {
         }
     }
 
-    /// Evaluation windows over a split: non-overlapping, each predicting up to `sequence` bytes
-    /// from the bytes before it inside the window, so every byte of the split but the first is
-    /// scored exactly once; the last window is shorter when the split does not divide evenly.
-    public func evaluationWindows(_ split: Split, sequence: Int, limit: Int? = nil) -> [Range<Int>] {
+    /// Evaluation windows over a split (its first `limit` bytes when given). Each window holds up
+    /// to `sequence` input bytes, each predicting the byte after it; after the first window each
+    /// starts `context` bytes before the previous one ended, so consecutive windows overlap by
+    /// `context` bytes that only serve as context. Every byte of the split but its first is
+    /// scored exactly once, and outside the first window each from at least context + 1 bytes
+    /// before it; the last window is shorter when the split does not divide evenly. context = 0
+    /// gives non-overlapping windows, every prediction of each scored.
+    public func evaluationWindows(_ split: Split, sequence: Int, context: Int = 0, limit: Int? = nil) -> [EvaluationWindow] {
+        precondition(context >= 0 && context < sequence, "eval context \(context) must be in 0..<\(sequence)")
         var r = range(split)
         if let limit, limit < r.count { r = r.lowerBound..<(r.lowerBound + limit) }
-        var windows: [Range<Int>] = []
-        var start = r.lowerBound
-        while start + 1 < r.upperBound {
+        var windows: [EvaluationWindow] = []
+        // Inputs before `scoredEnd` have had the byte after them scored.
+        var scoredEnd = r.lowerBound
+        while scoredEnd + 1 < r.upperBound {
+            let start = windows.isEmpty ? r.lowerBound : scoredEnd - context
             let length = Swift.min(sequence, r.upperBound - 1 - start)
-            windows.append(start..<(start + length))
-            start += length
+            windows.append(EvaluationWindow(inputs: start..<(start + length), firstScored: scoredEnd - start))
+            scoredEnd = start + length
         }
         return windows
     }
+
+    /// Throws unless 0 ≤ context < sequence: a window of `sequence` bytes must score at least one.
+    public static func validate(evalContext context: Int, sequence: Int) throws(RezeroError) {
+        try require(context >= 0 && context < sequence, "--eval-context", context,
+                    "must be at least 0 and less than the model's --seq-len \(sequence) (a window must score at least one byte)")
+    }
+}
+
+/// One window of an evaluation: the model reads `inputs` (each byte predicting the next), and the
+/// predictions at positions `firstScored...` of the window count; those before only give context.
+public struct EvaluationWindow: Equatable, Sendable {
+    public let inputs: Range<Int>
+    public let firstScored: Int
+    /// The bytes this window scores.
+    public var scored: Int { inputs.count - firstScored }
 }

@@ -9,9 +9,15 @@ enum CrossEntropy {
         for r in 0..<rows {
             let row = logits + r * classes
             Softmax.row(row, count: classes)
-            total -= Double(S.log(row[Int(targets[r])]))
+            total += loss(row, target: targets[r])
         }
         return total
+    }
+
+    /// −log p(target) in nats, from one row of probabilities.
+    @inline(__always)
+    static func loss<S: TensorScalar>(_ probabilities: UnsafePointer<S>, target: UInt8) -> Double {
+        -Double(S.log(probabilities[Int(target)]))
     }
 
     /// dLogits = scale · (p − onehot(target)).

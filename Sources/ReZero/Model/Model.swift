@@ -48,17 +48,21 @@ public final class Model<S: TensorScalar> {
         TensorMemory.deallocate(gradients)
     }
 
-    /// Xavier-uniform matrices, N(0, 1) embeddings (PyTorch's nn.Embedding default: without
-    /// LayerNorm, ReZero's residual stream keeps the scale of its input), zero biases, unit
-    /// LayerNorm gains and α at the variant's initial value. Tensor i draws from its own counter
-    /// stream, so a tensor's values do not depend on the tensors laid out before it.
+    /// Xavier-uniform matrices (the residual outputs scaled as the variant says), N(0, 1)
+    /// embeddings (PyTorch's nn.Embedding default: without LayerNorm, ReZero's residual stream
+    /// keeps the scale of its input), zero biases, unit LayerNorm gains and α at the variant's
+    /// initial value. Tensor i draws from its own counter stream, so a tensor's values do not
+    /// depend on the tensors laid out before it.
     func initializeParameters(seed: UInt64) {
+        let residualOutputs = Set(layout.residualOutputWeights)
+        let residualOutputScale = architecture.residualOutputInit.scale(layers: config.layers)
         for (index, spec) in layout.tensors.enumerated() {
             let stream = CounterRandom.Stream.initialization.rawValue << 32 | UInt64(index)
             let values = parameters + spec.offset
             switch spec.role {
             case .matrix:
-                let bound = (6.0 / Double(spec.shape[0] + spec.shape[1])).squareRoot()
+                let scale = residualOutputs.contains(spec.offset) ? residualOutputScale : 1
+                let bound = scale * (6.0 / Double(spec.shape[0] + spec.shape[1])).squareRoot()
                 for i in 0..<spec.count {
                     let u = CounterRandom.uniform(seed: seed, stream: stream, counter: UInt64(i))
                     values[i] = S((2 * u - 1) * bound)

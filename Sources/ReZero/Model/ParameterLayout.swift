@@ -4,6 +4,12 @@ public struct TensorSpec: Sendable, Equatable {
         case matrix, bias, embedding, norm, alpha
         /// Decoupled weight decay applies to matrices only (not α, biases, norms, embeddings).
         public var decays: Bool { self == .matrix }
+        /// LAMB's trust ratio ‖w‖/‖update‖ scales the updates of matrices and embeddings (tables
+        /// of vectors, like BERT's LAMB adapts its word embeddings). α, biases and LayerNorm
+        /// parameters take the plain AdamW step, as `exclude_from_layer_adaptation` does in common
+        /// LAMB implementations: their norm does not set a sensible step size — α starts at 0, and
+        /// a ratio |α|/|update| would let it move by at most lr·|α| per step.
+        public var layerAdapted: Bool { self == .matrix || self == .embedding }
     }
     public let name: String
     public let shape: [Int]
@@ -74,6 +80,9 @@ public struct ParameterLayout: Sendable {
     }
 
     public var alphaOffsets: [Int] { layers.compactMap(\.alpha) }
+
+    /// The matrices that write into the residual stream: every layer's attn.proj and ffn.fc2 weights.
+    public var residualOutputWeights: [Int] { layers.flatMap { [$0.projWeight, $0.fc2Weight] } }
 
     /// The final LayerNorm (weight, bias), when the variant has one.
     public var finalNorm: (weight: Int, bias: Int)? {

@@ -72,7 +72,8 @@ public enum Comparison {
         var out = """
         Corpus \(corpus.name) (\(corpus.bytes.count) bytes, 90/5/5 split); \(m.layers) layers, d=\(m.dModel), \(m.heads) heads, \
         ff \(m.ffMult)d, T=\(m.seqLen); batch \(base.batchSize), \(base.steps) steps, \(base.optimizer.kind.rawValue) lr \(base.learningRate), \
-        \(base.schedule.rawValue) schedule, warm-up \(base.warmup) steps where marked, seed \(base.seed), \(ranks) rank(s).
+        \(base.schedule.rawValue) schedule, warm-up \(base.warmup) steps where marked, eval context \(base.evalContext), \
+        seed \(base.seed), \(ranks) rank(s).
 
         | run | steps to valid ≤ \(target) | tokens | wall time | speed-up vs \(reference.name) | final valid bpb | test bpb | status |
         |---|---|---|---|---|---|---|---|

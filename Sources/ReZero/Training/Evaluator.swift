@@ -7,48 +7,59 @@ public final class Evaluator {
     let corpus: Corpus
     let collective: Collective
     let batch: Int
+    /// Bytes by which consecutive windows overlap, read as context only (`Corpus.evaluationWindows`).
+    public let context: Int
     let team: ThreadTeam?
     /// Per thread, one workspace per (batch, sequence) shape met: the full windows, the last
     /// partial batch and the split's shorter final window.
     private var workspaces: [[[Int]: Workspace<Float>]]
 
     /// - Parameter threads: threads to share the windows among (in-process data parallelism).
-    public convenience init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int, threads: Int = 1) {
-        self.init(model: model, corpus: corpus, collective: collective, batch: batch,
+    public convenience init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int,
+                            context: Int = 0, threads: Int = 1) {
+        self.init(model: model, corpus: corpus, collective: collective, batch: batch, context: context,
                   team: threads > 1 ? ThreadTeam(size: threads) : nil)
     }
 
-    init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int, team: ThreadTeam?) {
+    init(model: Model<Float>, corpus: Corpus, collective: Collective, batch: Int, context: Int, team: ThreadTeam?) {
         self.model = model
         self.corpus = corpus
         self.collective = collective
         self.batch = batch
+        self.context = context
         self.team = team
         workspaces = Array(repeating: [:], count: team?.size ?? 1)
     }
 
+    public func windows(_ split: Split, limit: Int? = nil) -> [EvaluationWindow] {
+        corpus.evaluationWindows(split, sequence: model.config.seqLen, context: context, limit: limit)
+    }
+
     /// Mean bits per scored byte over the split (its first `limit` bytes when given).
     public func bitsPerByte(_ split: Split, limit: Int? = nil) throws -> Double {
-        let windows = corpus.evaluationWindows(split, sequence: model.config.seqLen, limit: limit)
-        let mine = stride(from: collective.rank, to: windows.count, by: collective.size).map { windows[$0] }
+        let all = windows(split, limit: limit)
+        let mine = stride(from: collective.rank, to: all.count, by: collective.size).map { all[$0] }
         // Windows of equal length go through the model together, `batch` at a time.
-        var batches: [ArraySlice<Range<Int>>] = []
-        for (_, group) in Dictionary(grouping: mine, by: \.count).sorted(by: { $0.key > $1.key }) {
+        var batches: [ArraySlice<EvaluationWindow>] = []
+        for (_, group) in Dictionary(grouping: mine, by: \.inputs.count).sorted(by: { $0.key > $1.key }) {
             for start in stride(from: 0, to: group.count, by: batch) { batches.append(group[start..<Swift.min(start + batch, group.count)]) }
         }
         let threads = team?.size ?? 1
-        for (i, windows) in batches.enumerated() { prepareWorkspace(thread: i % threads, batch: windows.count, sequence: windows.first!.count) }
-        // Each batch's summed nats, added up in batch order: the result does not depend on threads.
+        for (i, windows) in batches.enumerated() {
+            prepareWorkspace(thread: i % threads, batch: windows.count, sequence: windows.first!.inputs.count)
+        }
+        // Each batch's nats, added up in batch order: the result does not depend on threads.
         let nats = UnsafeMutableBufferPointer<Double>.allocate(capacity: batches.count)
         defer { nats.deallocate() }
         let failures = UnsafeMutableBufferPointer<NonFiniteValue?>.allocate(capacity: threads)
         failures.initialize(repeating: nil)
-        defer { failures.deinitialize(); failures.deallocate() }
+        defer {
+            failures.deinitialize()
+            failures.deallocate()
+        }
         let run = { (thread: Int) in
             for i in stride(from: thread, to: batches.count, by: threads) {
-                let ws = self.workspaces[thread][[batches[i].count, batches[i].first!.count]]!
-                self.load(batches[i], into: ws)
-                do throws(NonFiniteValue) { nats[i] = try self.model.forward(ws) * Double(ws.rows) } catch { failures[thread] = error }
+                do throws(NonFiniteValue) { nats[i] = try self.scoredNats(batches[i], thread: thread) } catch { failures[thread] = error }
             }
         }
         if let team {
@@ -60,19 +71,30 @@ public final class Evaluator {
             run(0)
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
-        var totals = [nats.reduce(0, +), Double(mine.reduce(0) { $0 + $1.count })]
+        var totals = [nats.reduce(0, +), Double(mine.reduce(0) { $0 + $1.scored })]
         try collective.allReduce(&totals, .sum)
         return totals[0] / totals[1] / Double.log(2)
     }
 
-    private func load(_ windows: ArraySlice<Range<Int>>, into ws: Workspace<Float>) {
-        let length = ws.sequence
-        corpus.bytes.withUnsafeBufferPointer { all in
+    /// The summed loss of the scored positions of a batch of equal-length windows.
+    private func scoredNats(_ windows: ArraySlice<EvaluationWindow>, thread: Int) throws(NonFiniteValue) -> Double {
+        let length = windows.first!.inputs.count
+        let ws = workspaces[thread][[windows.count, length]]!
+        corpus.bytes.withUnsafeBufferPointer { bytes in
             for (j, window) in windows.enumerated() {
-                (ws.tokens + j * length).update(from: all.baseAddress! + window.lowerBound, count: length)
-                (ws.targets + j * length).update(from: all.baseAddress! + window.lowerBound + 1, count: length)
+                let first = bytes.baseAddress! + window.inputs.lowerBound
+                (ws.tokens + j * length).update(from: first, count: length)
+                (ws.targets + j * length).update(from: first + 1, count: length)
             }
         }
+        try model.forward(ws)
+        var nats = 0.0
+        for (j, window) in windows.enumerated() {
+            for row in (j * length + window.firstScored)..<((j + 1) * length) {
+                nats += CrossEntropy.loss(ws.nextByteProbabilities + row * ModelConfig.vocabulary, target: ws.targets[row])
+            }
+        }
+        return nats
     }
 
     private func prepareWorkspace(thread: Int, batch: Int, sequence: Int) {

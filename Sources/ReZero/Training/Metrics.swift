@@ -16,12 +16,14 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
     public var elapsedS: Double?
     // An evaluation:
     public var validBpb: Double?
+    /// The overlap of its windows, read as context only (`TrainingConfig.evalContext`).
+    public var evalContext: Int?
     // The end of a diverged run:
     public var diverged: Bool?
 
     public init(step: Int, loss: Double? = nil, bpb: Double? = nil, lr: Double? = nil, gradNorm: Double? = nil,
                 alpha: [Double]? = nil, tokensPerS: Double? = nil, tokens: Int? = nil, elapsedS: Double? = nil,
-                validBpb: Double? = nil, diverged: Bool? = nil) {
+                validBpb: Double? = nil, evalContext: Int? = nil, diverged: Bool? = nil) {
         self.step = step
         self.loss = loss
         self.bpb = bpb
@@ -32,6 +34,7 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
         self.tokens = tokens
         self.elapsedS = elapsedS
         self.validBpb = validBpb
+        self.evalContext = evalContext
         self.diverged = diverged
     }
 

@@ -17,6 +17,8 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
 
 /// AdamW or LAMB over the flat buffers. Moments share the parameter layout, so the update is one
 /// pass per tensor; decoupled weight decay applies to matrices only (`TensorSpec.Role.decays`).
+/// LAMB rescales the AdamW update of matrices and embeddings by their trust ratio and gives α,
+/// biases and LayerNorm parameters the AdamW update itself (`TensorSpec.Role.layerAdapted`).
 public final class Optimizer {
     public let config: OptimizerConfig
     public let layout: ParameterLayout
@@ -49,30 +51,35 @@ public final class Optimizer {
             let w = parameters + spec.offset, g = gradients + spec.offset
             let m = firstMoment + spec.offset, v = secondMoment + spec.offset
             let n = spec.count
-            switch config.kind {
-            case .adamw:
+            if config.kind == .lamb && spec.role.layerAdapted {
+                lamb(w, g, m, v, count: n, b1: b1, b2: b2, correction1: correction1, correction2: correction2,
+                     epsilon: eps, learningRate: lr, decay: decay)
+            } else {
                 adamW(w, g, m, v, count: n, b1: b1, b2: b2, correction1: correction1, correction2: correction2,
                       epsilon: eps, learningRate: lr, decay: decay)
-            case .lamb:
-                for i in 0..<n {
-                    m[i] = b1 * m[i] + (1 - b1) * g[i]
-                    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                }
-                // Layer-wise trust ratio ‖w‖ / ‖update‖ (1 where either norm is zero, e.g. α = 0).
-                var weightNorm: Float = 0, updateNorm: Float = 0
-                for i in 0..<n {
-                    let u = (m[i] * correction1) / ((v[i] * correction2).squareRoot() + eps) + decay * w[i]
-                    weightNorm += w[i] * w[i]
-                    updateNorm += u * u
-                }
-                let trust = weightNorm > 0 && updateNorm > 0 ? (weightNorm / updateNorm).squareRoot() : 1
-                for i in 0..<n {
-                    let u = (m[i] * correction1) / ((v[i] * correction2).squareRoot() + eps) + decay * w[i]
-                    w[i] -= lr * trust * u
-                }
             }
         }
     }
+}
+
+/// LAMB's update of one tensor: the AdamW update u rescaled by the trust ratio ‖w‖ / ‖u‖ (1 where
+/// either norm is zero).
+private func lamb(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                  _ v: UnsafeMutablePointer<Float>, count: Int, b1: Float, b2: Float, correction1: Float,
+                  correction2: Float, epsilon: Float, learningRate: Float, decay: Float) {
+    for i in 0..<count {
+        m[i] = b1 * m[i] + (1 - b1) * g[i]
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+    }
+    func update(_ i: Int) -> Float { (m[i] * correction1) / ((v[i] * correction2).squareRoot() + epsilon) + decay * w[i] }
+    var weightNorm: Float = 0, updateNorm: Float = 0
+    for i in 0..<count {
+        let u = update(i)
+        weightNorm += w[i] * w[i]
+        updateNorm += u * u
+    }
+    let trust = weightNorm > 0 && updateNorm > 0 ? (weightNorm / updateNorm).squareRoot() : 1
+    for i in 0..<count { w[i] -= learningRate * trust * update(i) }
 }
 
 /// The AdamW update in one pass over w, g, m, v (the optimizer is memory-bound). Explicit

@@ -20,6 +20,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalEvery = 200
     /// Bytes of the validation split scored by the periodic evaluation (0: the whole split).
     public var evalBytes = 1 << 20
+    /// Bytes by which consecutive evaluation windows overlap, read as context only: each window
+    /// scores its last seqLen − evalContext predictions (0: non-overlapping windows, all scored).
+    public var evalContext = 0
     /// Every this many steps the ranks compare a checksum of their parameters.
     public var checkEvery = 100
     /// Checkpoint cadence in steps (0: only at the end).
@@ -53,6 +56,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(logEvery >= 1, "--log-every", logEvery, "must be at least 1")
         try require(evalEvery >= 0, "--eval-every", evalEvery, "must be non-negative (0 disables)")
         try require(evalBytes >= 0, "--eval-bytes", evalBytes, "must be non-negative")
+        try Corpus.validate(evalContext: evalContext, sequence: model.seqLen)
         try require(checkEvery >= 0, "--check-every", checkEvery, "must be non-negative")
         try require(checkpointEvery >= 0, "--ckpt-every", checkpointEvery, "must be non-negative")
         try require(keep >= 1, "--keep", keep, "must be at least 1")
@@ -61,7 +65,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     public func json(pretty: Bool = false) -> String { JSONCoding.string(self, pretty: pretty) }
 
+    /// Reads a configuration; a key it lacks takes its default, so that the configuration of a
+    /// run from before a field existed (in its checkpoints, config.json) still reads, as that run.
     public static func decode(json: String) throws -> TrainingConfig {
-        try JSONCoding.decode(TrainingConfig.self, from: json)
+        let stored = try JSONSerialization.jsonObject(with: Data(json.utf8))
+        let defaults = try JSONSerialization.jsonObject(with: Data(TrainingConfig().json().utf8))
+        func overlay(_ value: Any, on base: Any) -> Any {
+            guard let value = value as? [String: Any], let base = base as? [String: Any] else { return value }
+            return base.merging(value) { overlay($1, on: $0) }
+        }
+        return try JSONCoding.decoder().decode(TrainingConfig.self,
+                                               from: JSONSerialization.data(withJSONObject: overlay(stored, on: defaults)))
     }
 }

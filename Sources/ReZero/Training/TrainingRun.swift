@@ -28,7 +28,7 @@ public final class TrainingRun {
             isRoot ? try RunDirectory(path: path, config: trainer.config, resumedAt: resumedAt, warn: log) : nil
         }
         evaluator = Evaluator(model: trainer.model, corpus: trainer.corpus, collective: trainer.collective,
-                              batch: trainer.microBatch, team: trainer.workers.team)
+                              batch: trainer.microBatch, context: trainer.config.evalContext, team: trainer.workers.team)
     }
 
     public func run() throws -> TrainingSummary {
@@ -105,17 +105,18 @@ public final class TrainingRun {
                                         tokens: trainer.state.tokensSeen, elapsedS: elapsed))
     }
 
-    /// Validation bits per byte over the first --eval-bytes of the valid split, logged and kept.
+    /// Validation bits per byte over the first --eval-bytes of the valid split (windows overlapping
+    /// by --eval-context), logged and kept.
     @discardableResult
     public func evaluate() throws -> Double {
         let step = trainer.state.step
         let bpb = try evaluator.bitsPerByte(.valid, limit: config.evalBytes > 0 ? config.evalBytes : nil)
         validationHistory.append((step, bpb))
         if bpb < (trainer.state.bestValidBpb ?? .infinity) { trainer.state.bestValidBpb = bpb }
-        var line = String(format: "step %d | valid bpb %.4f", step, bpb)
+        var line = String(format: "step %d | valid bpb %.4f, eval context %d", step, bpb, evaluator.context)
         if let h = trainer.corpus.entropyRate { line += String(format: " (source entropy rate %.4f, gap %.4f)", h, bpb - h) }
         log(line)
-        directory?.append(MetricsRecord(step: step, validBpb: bpb))
+        directory?.append(MetricsRecord(step: step, validBpb: bpb, evalContext: evaluator.context))
         return bpb
     }
 
