@@ -14,10 +14,12 @@ struct GradCheck: ParsableCommand {
     @Option(name: .customLong("d-model"), help: "Width.") var dModel: Int = 8
     @Option(help: "Heads.") var heads: Int = 2
     @Option(name: .customLong("seq-len"), help: "Sequence length.") var seqLen: Int = 5
+    @Option(help: "Dropout probability on every site, with the masks of one fixed step (0: none).") var dropout: Double = 0
     @Option(help: "Maximum relative error per tensor.") var tolerance: Double = 1e-6
 
     func validate() throws {
         do { try config(.rezero).validate() } catch { throw ValidationError("\(error)") }
+        guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout \(dropout): must be at least 0 and below 1") }
     }
 
     private func config(_ variant: Variant) -> ModelConfig {
@@ -32,8 +34,8 @@ struct GradCheck: ParsableCommand {
             case .identity: [("init", nil)]
             }
             for point in points {
-                print("\(v.rawValue), \(activation.rawValue), \(point.label):")
-                for r in try GradientCheck.run(config: config(v), alpha: point.alpha) {
+                print("\(v.rawValue), \(activation.rawValue), \(point.label)\(dropout > 0 ? ", dropout \(dropout)" : ""):")
+                for r in try GradientCheck.run(config: config(v), alpha: point.alpha, dropout: dropout) {
                     let flag = r.relativeError > tolerance ? "  FAIL" : ""
                     print(String(format: "  %-28@ rel err %.2e   |grad| %.3e%@", r.name as NSString, r.relativeError, r.gradientNorm, flag))
                     worst = max(worst, r.relativeError)

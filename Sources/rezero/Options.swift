@@ -56,6 +56,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay on weight matrices only (default: \(defaults.optimizer.weightDecay)).") var weightDecay: Double?
     @Option(name: .customLong("alpha-lr-mult"), help: "Learning-rate multiplier for the α scalars (default: \(defaults.optimizer.alphaLearningRateMultiplier)).") var alphaLRMult: Double?
     @Option(help: "Global gradient-norm clip; 0 disables (default: \(defaults.clip)).") var clip: Double?
+    @Option(help: "Dropout probability on the attention probabilities, after the FFN activation and on each sublayer's output before the residual add; masks depend on (seed, step, sequence, position) only, so ranks, workers and resume do not change them; evaluation never drops (default: \(defaults.dropout)).") var dropout: Double?
     @Option(help: "Seed of initialization and batch sampling (default: \(defaults.seed)).") var seed: UInt64?
     @Option(help: "Raw byte corpus such as enwik8, split 90%/5%/5% into train/valid/test (on the 100,000,000-byte enwik8 exactly the standard 90M/5M/5M). Default: data/enwik8 if present, else the built-in synthetic corpus.") var data: String?
 
@@ -70,6 +71,7 @@ struct TrainingOptions: ParsableArguments {
         if let weightDecay { c.optimizer.weightDecay = weightDecay }
         if let alphaLRMult { c.optimizer.alphaLearningRateMultiplier = alphaLRMult }
         if let clip { c.clip = clip }
+        if let dropout { c.dropout = dropout }
         if let seed { c.seed = seed }
         if let data { c.data = data }
     }

@@ -24,7 +24,6 @@ final class ArchitectureTests: XCTestCase {
                 case .normOut, .normStats, .dNormOut: a.norm == .beforeSublayer
                 case .residualSum, .residualSumStats: a.norm == .afterResidual
                 case .finalNormOut, .finalNormStats: a.finalNorm
-                case .dBranch: a.hasAlpha
                 default: true
                 }
                 XCTAssertEqual(size.copies > 0, needed, "\(variant) \(buffer)")
@@ -100,7 +99,7 @@ final class ArchitectureTests: XCTestCase {
             let x = storage + offset, y = storage + count + 32 + offset
             x.update(from: values, count: count)
             y.update(from: others, count: count)
-            dots.insert(Reduction.dot(count, x, y))
+            dots.insert(Float.innerProduct(x, y, count: count))
             Softmax.row(x, count: count)
             softmaxes.insert(Array(UnsafeBufferPointer(start: x, count: count)))
         }

@@ -2,14 +2,14 @@ import XCTest
 @testable import ReZero
 
 /// The whole model's gradient — every tensor, every α — against finite differences in Double,
-/// for every variant, at α = 0 (init) and α ≠ 0, with GELU and with ReLU.
+/// for every variant, at α = 0 (init) and α ≠ 0, with GELU and with ReLU, without and with dropout.
 final class ModelGradientTests: XCTestCase {
-    func check(_ variant: Variant, _ activation: ActivationKind, alpha: Double?) throws {
+    func check(_ variant: Variant, _ activation: ActivationKind, alpha: Double?, dropout: Double = 0) throws {
         let config = ModelConfig(layers: 2, dModel: 8, heads: 2, ffMult: 2, seqLen: 5, variant: variant, activation: activation)
-        let results = try GradientCheck.run(config: config, alpha: alpha)
+        let results = try GradientCheck.run(config: config, alpha: alpha, dropout: dropout)
         XCTAssertEqual(results.count, ParameterLayout(config).tensors.count)
         for r in results {
-            XCTAssertLessThanOrEqual(r.relativeError, 1e-6, "\(variant) \(activation) α=\(String(describing: alpha)) \(r.name)")
+            XCTAssertLessThanOrEqual(r.relativeError, 1e-6, "\(variant) \(activation) α=\(String(describing: alpha)) dropout \(dropout) \(r.name)")
         }
         let alphas = results.filter { $0.name.hasSuffix(".alpha") }
         XCTAssertEqual(alphas.count, variant.architecture.hasAlpha ? 2 : 0)
@@ -27,6 +27,14 @@ final class ModelGradientTests: XCTestCase {
         for variant in Variant.allCases {
             try check(variant, .gelu, alpha: nil)
             if variant.architecture.hasAlpha { try check(variant, .gelu, alpha: 0.7) }
+        }
+    }
+
+    /// Dropout on every site (attention probabilities, activation, both branches), its masks fixed
+    /// by one step's key so that the finite differences see the same function.
+    func testAllVariantsWithDropout() throws {
+        for variant in Variant.allCases {
+            try check(variant, .gelu, alpha: variant.architecture.hasAlpha ? 0.7 : nil, dropout: 0.3)
         }
     }
 

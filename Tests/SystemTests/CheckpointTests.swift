@@ -39,9 +39,9 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
-    func stopAndResume(ranks: Int, threads: Int = 1) throws {
-        let dir = Paths.temporaryDirectory("resume\(ranks)-\(threads)")
-        let t = ["--threads", String(threads)]
+    func stopAndResume(ranks: Int, threads: Int = 1, dropout: Double = 0) throws {
+        let dir = Paths.temporaryDirectory("resume\(ranks)-\(threads)-\(dropout)")
+        let t = ["--threads", String(threads), "--dropout", String(dropout)]
         _ = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/whole"] + t)
         _ = try train(ranks: ranks, ["--steps", "10", "--run-dir", dir + "/split"] + t)
         let resumed = try train(ranks: ranks, ["--steps", "20", "--run-dir", dir + "/split", "--resume"] + t)
@@ -58,6 +58,10 @@ final class CheckpointTests: XCTestCase {
     func testStopAndResumeIsBitExactOnTwoRanks() throws { try stopAndResume(ranks: 2) }
 
     func testStopAndResumeIsBitExactWithThreeWorkers() throws { try stopAndResume(ranks: 1, threads: 3) }
+
+    /// Dropout masks are a function of (seed, step, sequence, position): a resumed run draws the
+    /// ones the uninterrupted run did.
+    func testStopAndResumeIsBitExactWithDropout() throws { try stopAndResume(ranks: 2, threads: 1, dropout: 0.2) }
 
     func testTwoRankCheckpointResumesOnOneRank() throws {
         let dir = Paths.temporaryDirectory("reshard")

@@ -29,17 +29,22 @@ final class DistributedTests: XCTestCase {
 
     /// The global batch does not depend on how it is shared, so 1 thread, 2 and 4 ranks, 2 and 4
     /// workers in one process, and 2 ranks × 2 workers train the same model up to the order of
-    /// floating-point sums.
-    func testRanksAndWorkersTrainTheSameModel() throws {
-        let dir = Paths.temporaryDirectory("ranks")
-        _ = try train(ranks: 1, runDir: dir + "/r1")
+    /// floating-point sums — with dropout too, whose masks are keyed by the global sequence.
+    func testRanksAndWorkersTrainTheSameModel() throws { try ranksAndWorkersAgree(dropout: 0) }
+
+    func testRanksAndWorkersTrainTheSameModelWithDropout() throws { try ranksAndWorkersAgree(dropout: 0.1) }
+
+    func ranksAndWorkersAgree(dropout: Double) throws {
+        let dir = Paths.temporaryDirectory("ranks-dropout\(dropout)")
+        let extra = ["--dropout", String(dropout)]
+        _ = try train(ranks: 1, runDir: dir + "/r1", extra: extra)
         let reference = try losses(dir + "/r1"), referenceTensors = try finalTensors(dir + "/r1")
         XCTAssertEqual(reference.count, 20)
         XCTAssertLessThan(reference.last!, reference.first! - 0.1, "the model must actually train")
         XCTAssertEqual(referenceTensors.keys.filter { $0.hasPrefix("layers.") && $0.hasSuffix(".alpha") }.count, 2)
         for (ranks, workers) in [(2, 1), (4, 1), (1, 2), (1, 4), (2, 2)] {
             let name = "\(ranks) rank(s) × \(workers) worker(s)", runDir = dir + "/r\(ranks)w\(workers)"
-            let out = try train(ranks: ranks, runDir: runDir, extra: ["--threads", String(workers)])
+            let out = try train(ranks: ranks, runDir: runDir, extra: extra + ["--threads", String(workers)])
             XCTAssertTrue(out.stdout.contains("\(name) × 1 BLAS thread(s)"), out.stdout)
             let l = try losses(runDir)
             XCTAssertEqual(l.count, reference.count)

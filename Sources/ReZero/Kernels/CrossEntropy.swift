@@ -1,23 +1,22 @@
-/// Softmax and mean cross-entropy fused: logits are turned into probabilities in place.
+/// Softmax and cross-entropy fused: the logits are turned into probabilities in place.
 enum CrossEntropy {
-    /// Returns the summed loss (nats) over `rows`; `logits` hold softmax probabilities afterwards.
+    /// Writes each row's loss (nats) into `losses` and returns their sum; `logits` hold softmax
+    /// probabilities afterwards. The loss is log Σ exp(x) − x_target = max + log(sum) − x_target,
+    /// never the log of a tiny p.
     @inline(__always)
     static func forward<S: TensorScalar>(
-        _ logits: UnsafeMutablePointer<S>, targets: UnsafePointer<UInt8>, rows: Int, classes: Int
+        _ logits: UnsafeMutablePointer<S>, losses: UnsafeMutablePointer<S>, targets: UnsafePointer<UInt8>,
+        rows: Int, classes: Int
     ) -> Double {
         var total = 0.0
         for r in 0..<rows {
             let row = logits + r * classes
-            Softmax.row(row, count: classes)
-            total += loss(row, target: targets[r])
+            let target = row[Int(targets[r])]
+            let (m, s) = Softmax.row(row, count: classes)
+            losses[r] = m + S.log(s) - target
+            total += Double(losses[r])
         }
         return total
-    }
-
-    /// −log p(target) in nats, from one row of probabilities.
-    @inline(__always)
-    static func loss<S: TensorScalar>(_ probabilities: UnsafePointer<S>, target: UInt8) -> Double {
-        -Double(S.log(probabilities[Int(target)]))
     }
 
     /// dLogits = scale · (p − onehot(target)).
@@ -35,22 +34,21 @@ enum CrossEntropy {
 }
 
 enum Softmax {
-    /// Numerically stable softmax of one row, in place.
-    @inline(__always)
-    static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) {
-        var m = x[0]
-        for i in 1..<count where x[i] > m { m = x[i] }
-        S.exponentiate(x, count: count, shift: m)
-        let inv = 1 / Reduction.sum(count, x)
-        for i in 0..<count { x[i] *= inv }
+    /// Numerically stable softmax of one row, in place; returns (max, Σ exp(x − max)), so that
+    /// log Σ exp(x) = max + log(sum).
+    @inline(__always) @discardableResult
+    static func row<S: TensorScalar>(_ x: UnsafeMutablePointer<S>, count: Int) -> (max: S, sum: S) {
+        let m = S.maximum(x, count: count)
+        let s = S.exponentiateAndSum(x, count: count, shift: m)
+        let inverse = 1 / s
+        for i in 0..<count { x[i] *= inverse }
+        return (m, s)
     }
 
     /// Row softmax backward in place: d ← p ⊙ (d − Σ p·d).
     @inline(__always)
-    static func rowBackward<S: TensorScalar>(
-        _ d: UnsafeMutablePointer<S>, probabilities p: UnsafePointer<S>, count: Int
-    ) {
-        let dot = Reduction.dot(count, p, d)
+    static func rowBackward<S: TensorScalar>(_ d: UnsafeMutablePointer<S>, probabilities p: UnsafePointer<S>, count: Int) {
+        let dot = S.innerProduct(p, d, count: count)
         for i in 0..<count { d[i] = p[i] * (d[i] - dot) }
     }
 }

@@ -1,4 +1,5 @@
-/// Row-wise LayerNorm over the last dimension, with affine weight and bias.
+/// Row-wise LayerNorm over the last dimension, with affine weight and bias (biased variance,
+/// ε = 1e-5, as PyTorch's).
 enum LayerNorm {
     static let epsilon = 1e-5
 
@@ -8,22 +9,13 @@ enum LayerNorm {
         _ y: UnsafeMutablePointer<S>, mean: UnsafeMutablePointer<S>, rstd: UnsafeMutablePointer<S>,
         _ x: UnsafePointer<S>, weight: UnsafePointer<S>, bias: UnsafePointer<S>, rows: Int, width: Int
     ) {
-        let n = S(width)
         for r in 0..<rows {
-            let xr = x + r * width, yr = y + r * width
-            var sum: S = 0
-            for i in 0..<width { sum += xr[i] }
-            let mu = sum / n
-            var sq: S = 0
-            for i in 0..<width { let c = xr[i] - mu; sq += c * c }
-            let inv = 1 / S.sqrt(sq / n + S(epsilon))
-            for i in 0..<width { yr[i] = (xr[i] - mu) * inv * weight[i] + bias[i] }
-            mean[r] = mu
-            rstd[r] = inv
+            (mean[r], rstd[r]) = S.layerNormForwardRow(y + r * width, x + r * width, weight: weight, bias: bias,
+                                                       width: width, epsilon: S(epsilon))
         }
     }
 
-    /// Accumulates dWeight, dBias; writes dx, or adds to it when `accumulateInput`.
+    /// Accumulates dWeight, dBias; writes dx, or adds to it when `accumulateInput`. dx may be dy.
     @inline(__always)
     static func backward<S: TensorScalar>(
         dx: UnsafeMutablePointer<S>, accumulateInput: Bool,
@@ -31,25 +23,10 @@ enum LayerNorm {
         dy: UnsafePointer<S>, x: UnsafePointer<S>, mean: UnsafePointer<S>, rstd: UnsafePointer<S>,
         weight: UnsafePointer<S>, rows: Int, width: Int
     ) {
-        let n = S(width)
         for r in 0..<rows {
-            let xr = x + r * width, dyr = dy + r * width, dxr = dx + r * width
-            let mu = mean[r], inv = rstd[r]
-            var sumG: S = 0, sumGX: S = 0
-            for i in 0..<width {
-                let xhat = (xr[i] - mu) * inv
-                let g = dyr[i] * weight[i]
-                sumG += g
-                sumGX += g * xhat
-                dWeight[i] += dyr[i] * xhat
-                dBias[i] += dyr[i]
-            }
-            let meanG = sumG / n, meanGX = sumGX / n
-            for i in 0..<width {
-                let xhat = (xr[i] - mu) * inv
-                let v = inv * (dyr[i] * weight[i] - meanG - xhat * meanGX)
-                dxr[i] = accumulateInput ? dxr[i] + v : v
-            }
+            S.layerNormBackwardRow(dx: dx + r * width, accumulate: accumulateInput, dWeight: dWeight, dBias: dBias,
+                                   dy: dy + r * width, x: x + r * width, mean: mean[r], rstd: rstd[r],
+                                   weight: weight, width: width)
         }
     }
 }

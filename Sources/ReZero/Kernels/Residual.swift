@@ -16,6 +16,6 @@ enum Residual {
         alpha: S, count: Int
     ) -> S {
         for i in 0..<count { dBranch[i] = alpha * dy[i] }
-        return Reduction.dot(count, dy, f)
+        return S.innerProduct(dy, f, count: count)
     }
 }

@@ -39,9 +39,13 @@ public enum GradientCheck {
         public let gradientNorm: Double
     }
 
-    /// - Parameter alpha: nil keeps α at the variant's initial value; otherwise layer l gets
-    ///   alpha + 0.1·l, so a check also covers α ≠ 0 (and distinct α per layer).
-    public static func run(config: ModelConfig, batch: Int = 2, seed: UInt64 = 7, alpha: Double? = nil) throws -> [TensorResult] {
+    /// - Parameters:
+    ///   - alpha: nil keeps α at the variant's initial value; otherwise layer l gets alpha + 0.1·l,
+    ///     so a check also covers α ≠ 0 (and distinct α per layer).
+    ///   - dropout: with a rate above 0, every pass uses the same masks (one step's), so the finite
+    ///     differences see the function the analytic gradient is of.
+    public static func run(config: ModelConfig, batch: Int = 2, seed: UInt64 = 7, alpha: Double? = nil,
+                           dropout: Double = 0) throws -> [TensorResult] {
         let model = Model<Double>(config: config, seed: seed)
         // Small attention blocks, so the check covers full, partial and diagonal blocks.
         model.attentionBlock = 2
@@ -56,6 +60,7 @@ public enum GradientCheck {
             for (l, offset) in model.layout.alphaOffsets.enumerated() { model.parameters[offset] = alpha + 0.1 * Double(l) }
         }
         let ws = Workspace<Double>(config: config, batch: batch, sequence: config.seqLen)
+        if dropout > 0 { ws.dropout = DropoutKey(rate: dropout, seed: seed, step: 1, firstSequence: 5) }
         for i in 0..<ws.rows {
             ws.tokens[i] = UInt8(CounterRandom.below(256, seed: seed, stream: 9, counter: UInt64(i)))
             ws.targets[i] = UInt8(CounterRandom.below(256, seed: seed, stream: 10, counter: UInt64(i)))

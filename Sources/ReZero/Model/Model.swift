@@ -30,8 +30,10 @@ public final class Model<S: TensorScalar> {
 
     /// When set, every activation and gradient is checked for NaN/Inf; the step is for messages.
     var debugStep: Int?
-    /// Query rows per block of the causal attention products (a speed knob; the function is the same).
-    var attentionBlock = 64
+    /// Attention's query rows per block and key-range path, when not the tuned ones for the
+    /// sequence length (speed knobs: the function is the same; the gradient checks use tiny blocks).
+    var attentionBlock: Int?
+    var attentionPath: Attention.Path?
     var backwardObserver: (any BackwardObserver)?
 
     public init(config: ModelConfig, seed: UInt64) {
@@ -114,7 +116,7 @@ public final class Model<S: TensorScalar> {
         Linear.forward(ws[.logits], headInput, weight: parameters + layout.headWeight,
                        bias: parameters + layout.headBias, rows: n, inputs: d, outputs: v)
         try check("logits", nil, ws[.logits], n * v)
-        return CrossEntropy.forward(ws[.logits], targets: ws.targets, rows: n, classes: v) / Double(n)
+        return CrossEntropy.forward(ws[.logits], losses: ws[.tokenLoss], targets: ws.targets, rows: n, classes: v) / Double(n)
     }
 
     /// stream[s + 1] from stream[s] through residual sublayer s.
@@ -131,6 +133,8 @@ public final class Model<S: TensorScalar> {
         } else {
             try feedForwardForward(l, input: input, output: branch, ws)
         }
+        let drop = dropout(ws, layer: l)
+        if drop.isActive { drop.apply(branch, branch, site: branchSite(s), batch: ws.batch, sequence: ws.sequence, width: config.dModel) }
         if architecture.norm == .afterResidual {
             let sum = ws[.residualSum, s]
             Residual.forward(sum, x, branch: branch, alpha: gate(l), count: count)
@@ -147,7 +151,8 @@ public final class Model<S: TensorScalar> {
         Linear.forward(ws[.qkv, l], input, weight: parameters + o.qkvWeight, bias: parameters + o.qkvBias,
                        rows: n, inputs: d, outputs: 3 * d)
         try check("attn.qkv", l, ws[.qkv, l], n * 3 * d)
-        Attention.forward(ws[.heads, l], probabilities: ws[.probabilities, l], qkv: ws[.qkv, l], shape: attentionShape(ws))
+        Attention.forward(ws[.heads, l], logSumExp: ws[.logSumExp, l], qkv: ws[.qkv, l], scratch: ws[.attentionScratch],
+                          shape: attentionShape(ws), dropout: dropout(ws, layer: l))
         Linear.forward(output, ws[.heads, l], weight: parameters + o.projWeight, bias: parameters + o.projBias,
                        rows: n, inputs: d, outputs: d)
         try check("attn.proj", l, output, n * d)
@@ -159,6 +164,10 @@ public final class Model<S: TensorScalar> {
         Linear.forward(ws[.hidden, l], input, weight: parameters + o.fc1Weight, bias: parameters + o.fc1Bias,
                        rows: n, inputs: d, outputs: f)
         Activation.forward(config.activation, ws[.activated, l], ws[.hidden, l], count: n * f)
+        let drop = dropout(ws, layer: l)
+        if drop.isActive {
+            drop.apply(ws[.activated, l], ws[.activated, l], site: .activation, batch: ws.batch, sequence: ws.sequence, width: f)
+        }
         Linear.forward(output, ws[.activated, l], weight: parameters + o.fc2Weight, bias: parameters + o.fc2Bias,
                        rows: n, inputs: f, outputs: d)
         try check("ffn.fc2", l, output, n * d)
@@ -218,6 +227,15 @@ public final class Model<S: TensorScalar> {
             g[alpha] += Residual.backward(dBranch: dBranch, dy: dStream, branch: ws[.branch, s],
                                           alpha: parameters[alpha], count: count)
         }
+        let drop = dropout(ws, layer: l)
+        if drop.isActive {
+            // The mask is on the branch alone: the stream's own gradient must stay as it is.
+            if dBranch == dStream {
+                dBranch = ws[.dBranch]
+                dBranch.update(from: dStream, count: count)
+            }
+            drop.apply(dBranch, dBranch, site: branchSite(s), batch: ws.batch, sequence: ws.sequence, width: config.dModel)
+        }
         let input = pre ? ws[.normOut, s] : ws[.stream, s]
         let dInput = pre ? ws[.dNormOut] : dStream
         if s % 2 == 0 {
@@ -241,8 +259,9 @@ public final class Model<S: TensorScalar> {
                         dBias: g + o.projBias, dy: dOut, x: ws[.heads, l],
                         weight: parameters + o.projWeight, rows: n, inputs: d, outputs: d)
         backwardObserver?.poll()
-        Attention.backward(dqkv: ws[.dQKV], dOut: ws[.dHeads], qkv: ws[.qkv, l], probabilities: ws[.probabilities, l],
-                           scratch: ws[.dScores], shape: attentionShape(ws))
+        Attention.backward(dqkv: ws[.dQKV], dOut: ws[.dHeads], out: ws[.heads, l], qkv: ws[.qkv, l],
+                           logSumExp: ws[.logSumExp, l], scratch: ws[.attentionScratch], shape: attentionShape(ws),
+                           dropout: dropout(ws, layer: l))
         backwardObserver?.poll()
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: g + o.qkvWeight,
                         dBias: g + o.qkvBias, dy: ws[.dQKV], x: input,
@@ -261,6 +280,8 @@ public final class Model<S: TensorScalar> {
         Linear.backward(dx: ws[.dHidden], accumulateInput: false, dWeight: g + o.fc2Weight,
                         dBias: g + o.fc2Bias, dy: dOut, x: ws[.activated, l],
                         weight: parameters + o.fc2Weight, rows: n, inputs: f, outputs: d)
+        let drop = dropout(ws, layer: l)
+        if drop.isActive { drop.apply(ws[.dHidden], ws[.dHidden], site: .activation, batch: ws.batch, sequence: ws.sequence, width: f) }
         Activation.backward(config.activation, ws[.dHidden], ws[.hidden, l], count: n * f)
         backwardObserver?.poll()
         Linear.backward(dx: dInput, accumulateInput: accumulate, dWeight: g + o.fc1Weight,
@@ -277,9 +298,21 @@ public final class Model<S: TensorScalar> {
     }
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
-        Attention.Shape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads,
-                        block: attentionBlock, team: ws.attentionTeam)
+        var shape = Attention.tunedShape(batch: ws.batch, sequence: ws.sequence, width: config.dModel,
+                                         heads: config.heads, team: ws.attentionTeam)
+        if let attentionBlock { shape.block = attentionBlock }
+        shape.path = attentionPath
+        return shape
     }
+
+    /// Layer l's dropout masks for the pass in `ws` (inactive when it has none).
+    @inline(__always)
+    private func dropout(_ ws: Workspace<S>, layer l: Int) -> Dropout {
+        guard let key = ws.dropout else { return .none }
+        return Dropout(rate: key.rate, seed: key.seed, step: key.step, layer: l, firstSequence: key.firstSequence)
+    }
+
+    private func branchSite(_ s: Int) -> Dropout.Site { s % 2 == 0 ? .attentionOutput : .feedForwardOutput }
 
     // MARK: Debug checks
 

@@ -17,8 +17,9 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
     case residualSumStats
     /// [L × B,T,3d] the fused projections Q | K | V.
     case qkv
-    /// [L × B,H,T,T] attention probabilities; row i holds keys 0…i.
-    case probabilities
+    /// [L × B,H,T] the log-sum-exp of each attention row's scaled scores: backward recomputes the
+    /// probabilities from it, so attention keeps O(T) per (sequence, head), not T².
+    case logSumExp
     /// [L × B,T,d] softmax(QKᵀ)V with the heads side by side, before the output projection.
     case heads
     /// [L × B,T,f] the first feed-forward product, before the activation.
@@ -31,10 +32,12 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
     case finalNormStats
     /// [B,T,V] the logits, overwritten in place by their softmax.
     case logits
+    /// [B,T] each position's loss, −log p(target) in nats.
+    case tokenLoss
     // Gradient scratch, reused by every layer:
     /// [B,T,d] ∂L/∂stream, carried from the head down to the embeddings (first ∂L/∂finalNormOut).
     case dStream
-    /// [B,T,d] ∂L/∂branch when the gate is α (α·∂L/∂output).
+    /// [B,T,d] ∂L/∂branch when it differs from ∂L/∂output: α·∂L/∂output, or dropout's mask on it.
     case dBranch
     /// [B,T,d] ∂L/∂normOut — norm before the sublayer.
     case dNormOut
@@ -44,8 +47,9 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
     case dQKV
     /// [B,T,f] ∂L/∂activated, then ∂L/∂hidden in place.
     case dHidden
-    /// [workers × T,T] ∂L/∂scores of one (sequence, head) pair per attention worker.
-    case dScores
+    /// [attention threads × block,T] or [× block,key tile] (`Attention.scratchCount`): blocks of
+    /// scores and their gradients, recomputed block by block, one slice per attention thread.
+    case attentionScratch
     /// [B,T,V] ∂L/∂logits.
     case dLogits
 
@@ -63,18 +67,21 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
         case .residualSum: return (post ? sublayers : 0, rows * d)
         case .residualSumStats: return (post ? sublayers : 0, rows * 2)
         case .qkv: return (l, rows * 3 * d)
-        case .probabilities: return (l, b * c.heads * t * t)
+        case .logSumExp: return (l, b * c.heads * t)
         case .heads: return (l, rows * d)
         case .hidden, .activated: return (l, rows * f)
         case .finalNormOut: return (a.finalNorm ? 1 : 0, rows * d)
         case .finalNormStats: return (a.finalNorm ? 1 : 0, rows * 2)
         case .logits, .dLogits: return (1, rows * v)
+        case .tokenLoss: return (1, rows)
         case .dStream, .dHeads: return (1, rows * d)
-        case .dBranch: return (a.hasAlpha ? 1 : 0, rows * d)
+        case .dBranch: return (1, rows * d)
         case .dNormOut: return (pre ? 1 : 0, rows * d)
         case .dQKV: return (1, rows * 3 * d)
         case .dHidden: return (1, rows * f)
-        case .dScores: return (workers, t * t)
+        case .attentionScratch:
+            let shape = Attention.tunedShape(batch: b, sequence: t, width: d, heads: c.heads, team: nil)
+            return (workers, Attention.Path.allCases.map { Attention.scratchPerWorker(shape, $0) }.max()!)
         }
     }
 }
@@ -87,6 +94,8 @@ final class Workspace<S: TensorScalar> {
     /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
     let attentionTeam: ThreadTeam?
     let tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>
+    /// What this pass's dropout masks are keyed by; nil: no dropout (evaluation, sampling).
+    var dropout: DropoutKey?
     /// Elements of all buffers together.
     let scalarCount: Int
 
@@ -140,4 +149,10 @@ final class Workspace<S: TensorScalar> {
     var nextByteProbabilities: UnsafeMutablePointer<S> { self[.logits] }
 
     var bytes: Int { scalarCount * MemoryLayout<S>.stride + 2 * rows }
+}
+
+/// The key of a pass's dropout masks: the rate, and (seed, step, the global index of the
+/// workspace's first sequence) — so the masks are the same whatever the ranks, workers or resume.
+struct DropoutKey: Sendable {
+    var rate: Double, seed: UInt64, step: Int, firstSequence: Int
 }

@@ -88,11 +88,10 @@ public final class Evaluator {
             }
         }
         try model.forward(ws)
+        let losses = ws[.tokenLoss]
         var nats = 0.0
         for (j, window) in windows.enumerated() {
-            for row in (j * length + window.firstScored)..<((j + 1) * length) {
-                nats += CrossEntropy.loss(ws.nextByteProbabilities + row * ModelConfig.vocabulary, target: ws.targets[row])
-            }
+            for row in (j * length + window.firstScored)..<((j + 1) * length) { nats += Double(losses[row]) }
         }
         return nats
     }

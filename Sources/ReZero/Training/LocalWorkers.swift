@@ -31,7 +31,7 @@ final class LocalWorkers: TeamJob {
     let workspaces: [Workspace<Float>]
     private let model: Model<Float>
     private let corpus: Corpus
-    private let seed: UInt64
+    private let seed: UInt64, dropout: Double
     /// Worker 0 accumulates into the model's own buffer, the others into their own.
     private let gradients: [UnsafeMutablePointer<Float>]
     /// Per worker: the summed token losses of the step, and the error it met — written by the
@@ -47,11 +47,12 @@ final class LocalWorkers: TeamJob {
     private var phase = Phase.forwardBackward
     private var step = 0, first = 0, lossScale: Float = 0
 
-    init(model: Model<Float>, corpus: Corpus, seed: UInt64, microBatch: Int, layout: ThreadLayout) {
+    init(model: Model<Float>, corpus: Corpus, seed: UInt64, dropout: Double, microBatch: Int, layout: ThreadLayout) {
         self.layout = layout
         self.model = model
         self.corpus = corpus
         self.seed = seed
+        self.dropout = dropout
         let threads = Swift.max(layout.workers, layout.blasThreads)
         let team = threads > 1 ? ThreadTeam(size: threads) : nil
         self.team = team
@@ -141,9 +142,11 @@ final class LocalWorkers: TeamJob {
         }
     }
 
+    /// Worker k's sequences of the micro-batch, and the key of their dropout masks.
     private func load(_ k: Int) {
         let ws = workspaces[k]
         corpus.fillTrainingBatch(tokens: ws.tokens, targets: ws.targets, seed: seed, step: step,
                                  first: first + offsets[k], count: ws.batch, sequence: ws.sequence)
+        ws.dropout = dropout > 0 ? DropoutKey(rate: dropout, seed: seed, step: step, firstSequence: first + offsets[k]) : nil
     }
 }

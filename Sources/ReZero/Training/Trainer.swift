@@ -53,7 +53,8 @@ public final class Trainer {
         optimizer = Optimizer(config: config.optimizer, layout: model.layout)
         let layout = ThreadLayout.choose(threads: debug ? 1 : threads, microBatch: microBatch)
         BLAS.threads = layout.blasThreads
-        workers = LocalWorkers(model: model, corpus: corpus, seed: config.seed, microBatch: microBatch, layout: layout)
+        workers = LocalWorkers(model: model, corpus: corpus, seed: config.seed, dropout: config.dropout,
+                               microBatch: microBatch, layout: layout)
         overlappedSum = OverlappedGradientSum(collective, gradients: model.gradients, layers: config.model.layers)
         if debug { model.debugStep = 0 }
         try collective.requireAgreement(on: """

@@ -13,6 +13,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var warmup = 100
     public var schedule = ScheduleKind.cosine
     public var clip = 1.0
+    /// Dropout probability on the attention probabilities, after the FFN activation and on each
+    /// sublayer's output before the residual add (0: none). Evaluation never drops.
+    public var dropout = 0.0
     public var seed: UInt64 = 1
     /// The corpus file, or nil for the built-in synthetic source.
     public var data: String?
@@ -52,6 +55,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(learningRate > 0 && learningRate.isFinite, "--lr", learningRate, "must be positive")
         try require(warmup >= 0, "--warmup", warmup, "must be non-negative")
         try require(clip >= 0, "--clip", clip, "must be non-negative (0 disables clipping)")
+        try require(dropout >= 0 && dropout < 1, "--dropout", dropout, "must be at least 0 and below 1")
         try require(optimizer.weightDecay >= 0, "--weight-decay", optimizer.weightDecay, "must be non-negative")
         try require(logEvery >= 1, "--log-every", logEvery, "must be at least 1")
         try require(evalEvery >= 0, "--eval-every", evalEvery, "must be non-negative (0 disables)")
