@@ -18,11 +18,20 @@ struct Compare: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Comma-separated runs.") var runs: String = Comparison.defaultRuns.map(\.name).joined(separator: ",")
     @Option(help: "Target validation bits/byte for the steps-to-target column.") var target: Double = 2.0
+    @Option(name: .customLong("lr-grid"), help: "Comma-separated learning rates: every run trains at each and the table shows its best (fewest steps to --target, then lowest final validation bits/byte), so that every row is tuned on the same grid (default: --lr alone).")
+    var lrGrid: String?
     @Option(help: "Output directory (default: runs/compare-<timestamp>).") var out: String?
 
     func validate() throws {
         guard model.variant == nil else { throw ValidationError("--variant: compare takes its variants from --runs") }
         guard !runs.isEmpty else { throw ValidationError("--runs: no runs given") }
+        if let lrGrid {
+            for item in lrGrid.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let lr = Double(item), lr > 0, lr.isFinite else {
+                    throw ValidationError("--lr-grid: '\(item)' is not a positive learning rate")
+                }
+            }
+        }
     }
 
     func run() throws {
@@ -36,8 +45,9 @@ struct Compare: ParsableCommand {
             cadence.apply(to: &base)
             let corpus = try Corpus.forNewRun(path: base.data)
             if corpus.entropyRate == nil { base.data = corpus.name }
-            let rows = try specs.map { run in
-                try Comparison.train(run, base: base, corpus: corpus, collective: collective,
+            let grid = lrGrid.map { $0.split(separator: ",").compactMap { Double($0) } } ?? [base.learningRate]
+            let rows = try specs.flatMap { run in
+                try Comparison.train(run, learningRates: grid, base: base, corpus: corpus, collective: collective,
                                      directory: directory + "/" + run.name, target: target, log: say)
             }
             if collective.isRoot {

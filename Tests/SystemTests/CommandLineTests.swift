@@ -232,7 +232,31 @@ final class CompareTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/ok/\(row["run"]!)/metrics.jsonl"))
         }
         let table = try String(contentsOfFile: dir + "/ok/compare.md", encoding: .utf8)
-        XCTAssertTrue(table.contains("| postnorm+warmup |") && table.contains("| 1.00× |"), table)
+        XCTAssertTrue(table.contains("| postnorm+warmup | 0.01 |") && table.contains("| 1.00× |"), table)
+
+        // A learning-rate grid: every run at every rate, the table showing each run's best.
+        let grid = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr-grid", "1e-3,3e-2",
+                                        "--target", "7.5", "--out", dir + "/grid"])
+        XCTAssertEqual(grid.status, 0, grid.stderr)
+        let all = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/grid/compare.json"))) as! [[String: Any]]
+        XCTAssertEqual(all.count, 4)
+        for run in ["postnorm+warmup", "rezero"] {
+            let mine = all.filter { $0["run"] as? String == run }
+            XCTAssertEqual(Set(mine.map { $0["learning_rate"] as! Double }), [1e-3, 3e-2])
+            XCTAssertEqual(mine.filter { $0["chosen"] as? Bool == true }.count, 1, run)
+            let chosen = mine.first { $0["chosen"] as? Bool == true }!, other = mine.first { $0["chosen"] as? Bool != true }!
+            // The chosen one reaches the target no later, or ends lower.
+            let (a, b) = (chosen["steps_to_target"] as? Int ?? .max, other["steps_to_target"] as? Int ?? .max)
+            XCTAssertTrue(a < b || (a == b && (chosen["final_valid_bpb"] as! Double) <= (other["final_valid_bpb"] as! Double)), "\(mine)")
+            for lr in ["0.001", "0.03"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/grid/\(run)/lr-\(lr)/metrics.jsonl"), "\(run) lr \(lr)")
+            }
+        }
+        let gridTable = try String(contentsOfFile: dir + "/grid/compare.md", encoding: .utf8)
+        XCTAssertTrue(gridTable.contains("Every learning rate") && gridTable.contains("| run | lr 0.001 | lr 0.03 |"), gridTable)
+        let badGrid = try rezero(common + ["--runs", "rezero", "--lr-grid", "1e-3,fast", "--out", dir + "/bad-grid"])
+        XCTAssertEqual(badGrid.status, 2)
+        XCTAssertTrue(badGrid.stderr.contains("--lr-grid: 'fast'"), badGrid.stderr)
 
         // An absurd learning rate blows training up: the run is stopped and reported, not crashed.
         let blown = try rezero(common + ["--runs", "rezero-alpha1", "--steps", "200", "--lr", "100", "--diverge-patience", "5",

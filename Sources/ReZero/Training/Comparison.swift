@@ -36,10 +36,44 @@ public enum Comparison {
     public static let reference = Run(variant: .postnorm, warmup: true)
 
     public struct Row: Codable, Sendable {
-        public var run: String, status: TrainingSummary.Status
+        public var run: String, learningRate: Double, status: TrainingSummary.Status
         public var stepsToTarget: Int?, tokensToTarget: Int?, secondsToTarget: Double?
         public var finalValidBpb: Double?, testBpb: Double?
         public var steps: Int, seconds: Double
+        /// The row of its run that the table shows: the best learning rate of the grid.
+        public var chosen = false
+
+        /// Better: reaches the target in fewer steps; then a lower final validation bits/byte; a
+        /// diverged run only beats another diverged run, by lasting longer.
+        static func isBetter(_ a: Row, than b: Row) -> Bool {
+            switch (a.stepsToTarget, b.stepsToTarget) {
+            case let (x?, y?) where x != y: return x < y
+            case (_?, nil): return true
+            case (nil, _?): return false
+            default: break
+            }
+            switch (a.finalValidBpb, b.finalValidBpb) {
+            case let (x?, y?): return x < y
+            case (_?, nil): return true
+            case (nil, _?): return false
+            case (nil, nil): return a.steps > b.steps
+            }
+        }
+    }
+
+    /// Trains `run` at every learning rate of `grid` (each in its own directory under `directory`
+    /// when there are several) and marks the best; returns all of them, the chosen one included.
+    public static func train(_ run: Run, learningRates grid: [Double], base: TrainingConfig, corpus: Corpus,
+                             collective: Collective, directory: String, target: Double,
+                             log: @escaping (String) -> Void) throws -> [Row] {
+        var rows = try grid.map { lr in
+            var config = base
+            config.learningRate = lr
+            let place = grid.count == 1 ? directory : directory + "/lr-\(lr)"
+            return try train(run, base: config, corpus: corpus, collective: collective, directory: place, target: target, log: log)
+        }
+        if let best = rows.indices.min(by: { Row.isBetter(rows[$0], than: rows[$1]) }) { rows[best].chosen = true }
+        return rows
     }
 
     /// Trains one run in `directory` and measures it against `target`.
@@ -49,14 +83,14 @@ public enum Comparison {
         config.model.variant = run.variant
         if !run.warmup { config.warmup = 0 }
         if run.warmup && config.schedule == .constant { config.schedule = .warmup }
-        log("== \(run.name): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps, warm-up \(config.warmup)")
+        log("== \(run.name), lr \(config.learningRate): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps, warm-up \(config.warmup)")
         let trainer = try Trainer(config: config, corpus: corpus, collective: collective)
         let training = try TrainingRun(trainer: trainer, runDirectory: directory, log: log)
         var clock = Clock()
         let summary = try training.run()
         let seconds = clock.lap()
         let reached = training.validationHistory.first { $0.bitsPerByte <= target }?.step
-        var row = Row(run: run.name, status: summary.status, stepsToTarget: reached,
+        var row = Row(run: run.name, learningRate: config.learningRate, status: summary.status, stepsToTarget: reached,
                       tokensToTarget: reached.map { $0 * config.batchSize * config.model.seqLen },
                       secondsToTarget: reached.map { seconds * Double($0) / Double(summary.step) },
                       finalValidBpb: summary.validBpb, testBpb: nil, steps: summary.step, seconds: seconds)
@@ -64,27 +98,42 @@ public enum Comparison {
         return row
     }
 
-    /// compare.md: the set-up in a sentence, then a row per run.
-    public static func table(_ rows: [Row], target: Double, base: TrainingConfig, corpus: Corpus, ranks: Int) -> String {
+    /// compare.md: the set-up in a sentence, a row per run at its chosen learning rate, then every
+    /// run at every learning rate of the grid.
+    public static func table(_ all: [Row], target: Double, base: TrainingConfig, corpus: Corpus, ranks: Int) -> String {
+        let rows = all.filter(\.chosen)
+        let grid = Array(Set(all.map(\.learningRate))).sorted()
         let referenceSteps = rows.first { $0.run == reference.name }?.stepsToTarget
         func number(_ x: Double?, _ format: String = "%.3f") -> String { x.map { String(format: format, $0) } ?? "–" }
         let m = base.model
         var out = """
         Corpus \(corpus.name) (\(corpus.bytes.count) bytes, 90/5/5 split); \(m.layers) layers, d=\(m.dModel), \(m.heads) heads, \
-        ff \(m.ffMult)d, T=\(m.seqLen); batch \(base.batchSize), \(base.steps) steps, \(base.optimizer.kind.rawValue) lr \(base.learningRate), \
-        \(base.schedule.rawValue) schedule, warm-up \(base.warmup) steps where marked, eval context \(base.evalContext), \
-        seed \(base.seed), \(ranks) rank(s).
+        ff \(m.ffMult)d, T=\(m.seqLen), \(m.activation.rawValue); batch \(base.batchSize), \(base.steps) steps, \
+        \(base.optimizer.kind.rawValue) at the best learning rate of \(grid.map { "\($0)" }.joined(separator: ", ")) per run, \
+        \(base.schedule.rawValue) schedule, warm-up \(base.warmup) steps where marked, dropout \(base.dropout), \
+        eval context \(base.evalContext), seed \(base.seed), \(ranks) rank(s).
 
-        | run | steps to valid ≤ \(target) | tokens | wall time | speed-up vs \(reference.name) | final valid bpb | test bpb | status |
-        |---|---|---|---|---|---|---|---|
+        | run | lr | steps to valid ≤ \(target) | tokens | wall time | speed-up vs \(reference.name) | final valid bpb | test bpb | status |
+        |---|---|---|---|---|---|---|---|---|
 
         """
         for r in rows {
             var speedup = "–"
             if let referenceSteps, let steps = r.stepsToTarget { speedup = String(format: "%.2f×", Double(referenceSteps) / Double(steps)) }
             let status = r.status == .completed ? "completed" : "\(r.status.rawValue) at step \(r.steps)"
-            out += "| \(r.run) | \(r.stepsToTarget.map(String.init) ?? "not reached") | \(r.tokensToTarget.map { $0.formatted() } ?? "–") | "
+            out += "| \(r.run) | \(r.learningRate) | \(r.stepsToTarget.map(String.init) ?? "not reached") | \(r.tokensToTarget.map { $0.formatted() } ?? "–") | "
             out += "\(number(r.secondsToTarget, "%.0f s")) | \(speedup) | \(number(r.finalValidBpb)) | \(number(r.testBpb)) | \(status) |\n"
+        }
+        guard grid.count > 1 else { return out }
+        out += "\nEvery learning rate (final valid bpb; steps to \(target) in brackets; * the chosen one):\n\n"
+        out += "| run | " + grid.map { "lr \($0)" }.joined(separator: " | ") + " |\n|---|" + grid.map { _ in "---|" }.joined() + "\n"
+        for run in rows.map(\.run) {
+            let cells = grid.map { lr -> String in
+                guard let r = all.first(where: { $0.run == run && $0.learningRate == lr }) else { return "–" }
+                let result = r.status == .diverged ? "diverged at \(r.steps)" : number(r.finalValidBpb)
+                return result + (r.stepsToTarget.map { " (\($0))" } ?? "") + (r.chosen ? " *" : "")
+            }
+            out += "| \(run) | " + cells.joined(separator: " | ") + " |\n"
         }
         return out
     }
