@@ -11,16 +11,9 @@ import TestSupport
 final class AllocationTests: XCTestCase {
     static let childVariable = "REZERO_ALLOCATION_TEST_CHILD"
 
-    /// Every kernel on the caller's thread (BLAS at one thread): the 2-ranks × 1-thread and the
-    /// K-workers layouts of the training step.
+    /// Every kernel on the caller's thread (BLAS at one thread), as the workers run them.
     func testKernelsMakeNoHeapAllocations() throws {
-        try countInChild { singleThreadKernels() }
-    }
-
-    /// Attention on a team of 2 threads: the one-rank layout whose micro-batch is a single
-    /// sequence (`LocalWorkers` hands attention the team when it has one worker).
-    func testAttentionOnATeamMakesNoHeapAllocations() throws {
-        try countInChild { attentionKernels(threads: 2) }
+        try countInChild { kernels() }
     }
 
     /// In the parent: runs `test` alone in a child process of this test bundle with the counter
@@ -68,7 +61,7 @@ final class AllocationTests: XCTestCase {
         for (name, body) in kernels { XCTAssertEqual(allocations(name, body), 0, name) }
     }
 
-    func singleThreadKernels() -> [(String, () -> Void)] {
+    func kernels() -> [(String, () -> Void)] {
         let rows = 64, width = 64, classes = 256
         let x = Buffer<Float>(rows * width, seed: 1), y = Buffer<Float>(zeros: rows * width), dy = Buffer<Float>(rows * width, seed: 2)
         let weight = Buffer<Float>(width * width, seed: 3), bias = Buffer<Float>(width, seed: 4)
@@ -122,21 +115,20 @@ final class AllocationTests: XCTestCase {
                 Activation.backward(kind, y.pointer, x.pointer, count: x.count)
             }))
         }
-        return kernels + attentionKernels(threads: 1)
+        return kernels + attentionKernels()
     }
 
     /// Forward and backward, both paths, without and with dropout.
-    func attentionKernels(threads: Int) -> [(String, () -> Void)] {
+    func attentionKernels() -> [(String, () -> Void)] {
         Attention.Path.allCases.flatMap { path in
             [0, 0.1].map { rate in
-                let shape = Attention.Shape(batch: 2, sequence: 100, width: 32, heads: 2, block: 32, keyBlock: 48,
-                                            team: Teams.of(threads), path: path)
+                let shape = Attention.Shape(batch: 2, sequence: 100, width: 32, heads: 2, block: 32, keyBlock: 48, path: path)
                 let n = 2 * 100
                 let qkv = Buffer<Float>(n * 96, seed: 6), out = Buffer<Float>(zeros: n * 32), dOut = Buffer<Float>(n * 32, seed: 7)
                 let lse = Buffer<Float>(zeros: Attention.logSumExpCount(shape)), dqkv = Buffer<Float>(zeros: qkv.count)
                 let scratch = Buffer<Float>(zeros: Attention.scratchCount(shape))
                 let dropout = Dropout(rate: rate, seed: 2, step: 3, layer: 1)
-                return ("Attention \(path), team of \(threads), dropout \(rate)", {
+                return ("Attention \(path), dropout \(rate)", {
                     Attention.forward(out.pointer, logSumExp: lse.pointer, qkv: qkv.pointer, scratch: scratch.pointer,
                                       shape: shape, dropout: dropout)
                     Attention.backward(dqkv: dqkv.pointer, dOut: dOut.pointer, out: out.pointer, qkv: qkv.pointer,

@@ -2,25 +2,20 @@ import Foundation
 import XCTest
 @testable import ReZero
 
-/// The blocked attention kernel (both paths, any block shape, any thread team, with and without
-/// dropout) against finite differences and against attention written as its definition.
+/// The blocked attention kernel (both paths, any block shape, with and without dropout) against finite differences and against attention written as its definition.
 final class AttentionTests: XCTestCase {
     /// dqkv of Σ w·out against central differences, in Double: blocks of 2 rows over 5 positions
     /// and of 8 over 23 give full, partial and diagonal blocks; key tiles of 3 and 6 give partial
-    /// tiles and rows that meet no key of a tile; both paths, teams of 1 and 2 threads, with and
-    /// without dropout (the mask is fixed by its key, so the differences see the same mask).
+    /// tiles and rows that meet no key of a tile; both paths, with and without dropout (the mask is fixed by its key, so the differences see the same mask).
     /// Longer sequences are checked against the definition (`testMatchesDefinition`).
     func testGradientAgainstFiniteDifferences() {
         for c in [(t: 5, block: 2, keyBlock: 3), (t: 23, block: 8, keyBlock: 6)] {
             for path in Attention.Path.allCases {
-                for threads in [1, 2] {
-                    for rate in [0.0, 0.3] {
-                        let shape = Attention.Shape(batch: 2, sequence: c.t, width: 8, heads: 2, block: c.block,
-                                                    keyBlock: c.keyBlock, team: Teams.of(threads), path: path)
-                        let dropout = Dropout(rate: rate, seed: 9, step: 3, layer: 1, firstSequence: 5)
-                        checkGradient(shape, dropout: dropout,
-                                      label: "T \(c.t) block \(c.block) \(path) team \(threads) p \(rate)")
-                    }
+                for rate in [0.0, 0.3] {
+                    let shape = Attention.Shape(batch: 2, sequence: c.t, width: 8, heads: 2, block: c.block,
+                                                keyBlock: c.keyBlock, path: path)
+                    let dropout = Dropout(rate: rate, seed: 9, step: 3, layer: 1, firstSequence: 5)
+                    checkGradient(shape, dropout: dropout, label: "T \(c.t) block \(c.block) \(path) p \(rate)")
                 }
             }
         }
@@ -64,7 +59,7 @@ final class AttentionTests: XCTestCase {
                              dqkv: maxAbs(reference.dqkv))
                 for path in Attention.Path.allCases {
                     let shape = Attention.Shape(batch: 2, sequence: c.t, width: 32, heads: 4, block: c.block,
-                                                keyBlock: c.keyBlock, team: Teams.of(2), path: path)
+                                                keyBlock: c.keyBlock, path: path)
                     let label = "T \(c.t) \(path) p \(rate)"
                     let double = AttentionRun(shape, qkv: qkvD, dOut: dOutD, dropout: dropout)
                     let doubleError = max(maxAbsDifference(double.out, reference.out),
@@ -103,19 +98,18 @@ final class AttentionTests: XCTestCase {
         }
     }
 
-    /// Float results are bit-identical for teams of 1, 2, 3 and 8 threads, on both paths, with and
-    /// without dropout, whatever BLAS's own thread count outside the team.
-    func testTeamsAreBitIdentical() {
+    /// Float results are bit-identical whatever BLAS's thread count, on both paths, with and
+    /// without dropout: the workers' threads may hold it at 1, a single worker at all cores.
+    func testBLASThreadsDoNotChangeTheBits() {
         let saved = BLAS.threads
         defer { BLAS.threads = saved }
         let qkv = Buffer<Float>(3 * 150 * 96, seed: 31), dOut = Buffer<Float>(3 * 150 * 32, seed: 32)
         for path in Attention.Path.allCases {
             for rate in [0.0, 0.25] {
                 var results: [[UInt64]] = []
-                for (threads, blasThreads) in [(1, 1), (2, 1), (3, 2), (1, 2), (8, 2)] {
+                for blasThreads in [1, 2] {
                     BLAS.threads = blasThreads
-                    let shape = Attention.Shape(batch: 3, sequence: 150, width: 32, heads: 4, block: 32, keyBlock: 48,
-                                                team: Teams.of(threads), path: path)
+                    let shape = Attention.Shape(batch: 3, sequence: 150, width: 32, heads: 4, block: 32, keyBlock: 48, path: path)
                     let r = AttentionRun(shape, qkv: qkv, dOut: dOut, dropout: Dropout(rate: rate, seed: 4, step: 1, layer: 0))
                     results.append(bits(r.out + r.logSumExp + r.dqkv))
                 }
@@ -187,7 +181,7 @@ final class AttentionTests: XCTestCase {
 
     /// Sequences shorter than, equal to and just past the block and the key tile (T = 1 included)
     /// stay inside the advertised scratch (AttentionRun's guard zones) and match the definition,
-    /// with and without dropout, on one thread and on a team of 3.
+    /// with and without dropout.
     func testShortSequences() {
         for t in [1, 2, 3, 63, 64, 65] {
             let qkv = Buffer<Double>(2 * t * 48, seed: 71), dOut = Buffer<Double>(2 * t * 16, seed: 72)
@@ -196,32 +190,29 @@ final class AttentionTests: XCTestCase {
                 let reference = NaiveAttention(qkv: qkv.array, dOut: dOut.array, batch: 2, sequence: t, width: 16, heads: 2,
                                                dropout: dropout)
                 for path in Attention.Path.allCases {
-                    for threads in [1, 3] {
-                        let shape = Attention.Shape(batch: 2, sequence: t, width: 16, heads: 2, block: 64, keyBlock: 256,
-                                                    team: Teams.of(threads), path: path)
-                        let r = AttentionRun(shape, qkv: qkv, dOut: dOut, dropout: dropout)
-                        let label = "T \(t) \(path) team \(threads) p \(rate)"
-                        XCTAssertLessThan(maxAbsDifference(r.out, reference.out), 1e-12, label)
-                        XCTAssertLessThan(maxAbsDifference(r.logSumExp, reference.logSumExp), 1e-12, label)
-                        XCTAssertLessThan(maxAbsDifference(r.dqkv, reference.dqkv), 1e-12, label)
-                    }
+                    let shape = Attention.Shape(batch: 2, sequence: t, width: 16, heads: 2, block: 64, keyBlock: 256, path: path)
+                    let r = AttentionRun(shape, qkv: qkv, dOut: dOut, dropout: dropout)
+                    let label = "T \(t) \(path) p \(rate)"
+                    XCTAssertLessThan(maxAbsDifference(r.out, reference.out), 1e-12, label)
+                    XCTAssertLessThan(maxAbsDifference(r.logSumExp, reference.logSumExp), 1e-12, label)
+                    XCTAssertLessThan(maxAbsDifference(r.dqkv, reference.dqkv), 1e-12, label)
                 }
             }
         }
     }
 
-    /// The counts the workspace allocates by: log-sum-exp B·H·T; scratch per thread of the team
+    /// The counts the workspace allocates by: log-sum-exp B·H·T; scratch
     /// max(b·T + b, 2T + 2b·T) on the prefix path and max(b·kb + 2b, T + 2b·kb + kb) on tiles.
     func testScratchAndStatisticsCounts() {
-        let shape = Attention.Shape(batch: 2, sequence: 4096, width: 256, heads: 4, block: 64, keyBlock: 256, team: Teams.of(2))
+        let shape = Attention.Shape(batch: 2, sequence: 4096, width: 256, heads: 4, block: 64, keyBlock: 256)
         XCTAssertEqual(Attention.logSumExpCount(shape), 2 * 4 * 4096)
         var prefix = shape
         prefix.path = .prefix
-        XCTAssertEqual(Attention.scratchCount(prefix), 2 * (2 * 4096 + 2 * 64 * 4096))
+        XCTAssertEqual(Attention.scratchCount(prefix), 2 * 4096 + 2 * 64 * 4096)
         var tiled = shape
         tiled.path = .tiled
-        XCTAssertEqual(Attention.scratchCount(tiled), 2 * (4096 + 2 * 64 * 256 + 256))
-        // One thread, T below the block and the tile: b = kb = T.
+        XCTAssertEqual(Attention.scratchCount(tiled), 4096 + 2 * 64 * 256 + 256)
+        // T below the block and the tile: b = kb = T.
         let short = Attention.Shape(batch: 1, sequence: 10, width: 8, heads: 2, block: 64, keyBlock: 256, path: .tiled)
         XCTAssertEqual(Attention.scratchCount(short), max(10 * 10 + 20, 10 + 2 * 10 * 10 + 10))
     }
@@ -309,7 +300,7 @@ struct AttentionRun {
         let backward = Attention.backward(dqkv: dqkv.buffer.pointer, dOut: dOut.pointer, out: out.buffer.pointer,
                                           qkv: qkv.pointer, logSumExp: lse.buffer.pointer, scratch: scratch.buffer.pointer,
                                           shape: shape, dropout: dropout)
-        let label = "T \(shape.sequence) block \(shape.block) keyBlock \(shape.keyBlock) \(shape.resolvedPath) team \(shape.workers)"
+        let label = "T \(shape.sequence) block \(shape.block) keyBlock \(shape.keyBlock) \(shape.resolvedPath)"
         XCTAssertEqual(forward, shape.resolvedPath, file: file, line: line)
         XCTAssertEqual(backward, shape.resolvedPath, file: file, line: line)
         for (name, g) in [("out", out), ("logSumExp", lse), ("scratch", scratch), ("dqkv", dqkv)] {

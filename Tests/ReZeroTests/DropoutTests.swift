@@ -124,20 +124,28 @@ final class DropoutTests: XCTestCase {
         XCTAssertEqual(y.array, qkv.array)
     }
 
-    /// Attention's masks do not depend on how the (sequence, head) pairs are shared among a
-    /// team's threads: the results are bit-identical (other splittings, into blocks and tiles,
-    /// agree to rounding: AttentionTests.testPathsAndBlocksAgree).
-    func testAttentionMaskIndependentOfWorkers() {
-        let dropout = Dropout(rate: 0.5, seed: 8, step: 2, layer: 1, firstSequence: 4)
-        let qkv = Buffer<Float>(4 * 64 * 48, seed: 9), dOut = Buffer<Float>(4 * 64 * 16, seed: 10)
-        let results = [1, 2, 3].map { threads in
-            let shape = Attention.Shape(batch: 4, sequence: 64, width: 16, heads: 2, block: 16, team: Teams.of(threads))
-            let r = AttentionRun(shape, qkv: qkv, dOut: dOut, dropout: dropout)
+    /// Attention's masks follow a sequence's global index, not its place in a batch: 4 sequences
+    /// at once give the bits that two halves give, each keyed by its own first sequence — what
+    /// workers and ranks, each with a slice of the global batch, rely on.
+    func testAttentionMaskFollowsTheGlobalSequence() {
+        let t = 64, d = 16
+        let qkv = Buffer<Float>(4 * t * 3 * d, seed: 9), dOut = Buffer<Float>(4 * t * d, seed: 10)
+        func run(first: Int, count: Int) -> [UInt64] {
+            let part = Buffer<Float>(zeros: count * t * 3 * d), partOut = Buffer<Float>(zeros: count * t * d)
+            part.pointer.update(from: qkv.pointer + (first - 4) * t * 3 * d, count: part.count)
+            partOut.pointer.update(from: dOut.pointer + (first - 4) * t * d, count: partOut.count)
+            let shape = Attention.Shape(batch: count, sequence: t, width: d, heads: 2, block: 16)
+            let r = AttentionRun(shape, qkv: part, dOut: partOut,
+                                 dropout: Dropout(rate: 0.5, seed: 8, step: 2, layer: 1, firstSequence: first))
             return bits(r.out + r.dqkv)
         }
-        XCTAssertEqual(results[1], results[0])
-        XCTAssertEqual(results[2], results[0])
-        let undropped = AttentionRun(Attention.Shape(batch: 4, sequence: 64, width: 16, heads: 2, block: 16), qkv: qkv, dOut: dOut)
-        XCTAssertNotEqual(bits(undropped.out + undropped.dqkv), results[0], "the mask must change the result")
+        let whole = run(first: 4, count: 4), halves = run(first: 4, count: 2) + run(first: 6, count: 2)
+        func outAndGradient(_ r: [UInt64], batch: Int) -> ([UInt64], [UInt64]) { (Array(r[..<(batch * t * d)]), Array(r[(batch * t * d)...])) }
+        let (wholeOut, wholeGradient) = outAndGradient(whole, batch: 4)
+        let first = outAndGradient(Array(halves[..<(2 * t * d * 4)]), batch: 2), second = outAndGradient(Array(halves[(2 * t * d * 4)...]), batch: 2)
+        XCTAssertEqual(wholeOut, first.0 + second.0)
+        XCTAssertEqual(wholeGradient, first.1 + second.1)
+        let undropped = AttentionRun(Attention.Shape(batch: 4, sequence: t, width: d, heads: 2, block: 16), qkv: qkv, dOut: dOut)
+        XCTAssertNotEqual(bits(undropped.out + undropped.dqkv), whole, "the mask must change the result")
     }
 }

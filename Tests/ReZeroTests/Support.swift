@@ -51,17 +51,6 @@ func dot(_ y: UnsafePointer<Double>, _ w: Buffer<Double>) -> Double {
     (0..<w.count).reduce(0) { $0 + y[$1] * w.pointer[$1] }
 }
 
-/// Thread teams for the kernels' `team` argument, made once per process (each parks its threads
-/// between runs); size 1 is nil, the caller's thread alone.
-enum Teams {
-    private static let made = [2: ThreadTeam(size: 2), 3: ThreadTeam(size: 3), 8: ThreadTeam(size: 8)]
-    static func of(_ size: Int) -> ThreadTeam? {
-        guard size > 1 else { return nil }
-        guard let team = made[size] else { preconditionFailure("no team of \(size) threads: add it to Teams.made") }
-        return team
-    }
-}
-
 /// A small model on the built-in corpus, for the training tests.
 enum SmallRun {
     static let corpus = SyntheticSource.standard.corpus(bytes: 200_000)

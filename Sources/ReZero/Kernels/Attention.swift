@@ -16,9 +16,8 @@ import RealModule
 /// - `.tiled`: key tiles of `keyBlock` columns with an online softmax (running max and sum per row,
 ///   the output accumulator rescaled when the max grows).
 ///
-/// (sequence, head) pairs are shared among the threads of a `ThreadTeam`, each running
-/// single-threaded sgemm on its own scratch; a pair is computed by one thread in a fixed order, so
-/// results are bit-identical for any number of threads.
+/// The (sequence, head) pairs run one after another on the caller's thread: in training, the
+/// threads are the data-parallel workers, each with its own sequences (see `LocalWorkers`).
 ///
 /// Dropout on the probabilities: O = (P ∘ M/(1−p)) V with M from `Dropout` (site `.attention`,
 /// row = (sequence, head, query i), column = key j), regenerated in backward; with rate 0 no mask
@@ -34,25 +33,19 @@ enum Attention {
         var block: Int
         /// Key columns per tile (`.tiled` only).
         var keyBlock: Int
-        /// Threads sharing the (sequence, head) pairs, each with single-threaded sgemm; nil: the
-        /// caller's thread alone.
-        var team: ThreadTeam?
         /// nil: `Attention.preferredPath(for:)`.
         var path: Path?
 
         init(batch: Int, sequence: Int, width: Int, heads: Int, block: Int = 64, keyBlock: Int = 256,
-             team: ThreadTeam? = nil, path: Path? = nil) {
+             path: Path? = nil) {
             self.batch = batch
             self.sequence = sequence
             self.width = width
             self.heads = heads
             self.block = block
             self.keyBlock = keyBlock
-            self.team = team
             self.path = path
         }
-
-        var workers: Int { team?.size ?? 1 }
         var headWidth: Int { width / heads }
         var scale: Double { 1 / Double(headWidth).squareRoot() }
         /// The path `forward` and `backward` take.
@@ -74,22 +67,18 @@ enum Attention {
     /// The shape with the measured best blocks for this sequence length: 64 query rows up to
     /// T = 2048 (larger blocks waste more of the diagonal block), 128 from 4096 on (fewer, larger
     /// products: 1–5% less CPU time at 4096–8192); key tiles of 256; automatic path.
-    static func tunedShape(batch: Int, sequence: Int, width: Int, heads: Int, team: ThreadTeam?) -> Shape {
+    static func tunedShape(batch: Int, sequence: Int, width: Int, heads: Int) -> Shape {
         Shape(batch: batch, sequence: sequence, width: width, heads: heads, block: sequence >= 4096 ? 128 : 64,
-              keyBlock: 256, team: team, path: nil)
+              keyBlock: 256, path: nil)
     }
 
     /// Elements of `logSumExp`: batch·heads·T (an activation: keep it from forward to backward).
     static func logSumExpCount(_ shape: Shape) -> Int { shape.batch * shape.heads * shape.sequence }
 
-    /// Elements of scratch for all workers (forward and backward; not kept between them).
-    static func scratchCount(_ shape: Shape) -> Int {
-        Swift.max(1, shape.workers) * scratchPerWorker(shape, shape.resolvedPath)
-    }
-
-    static func scratchPerWorker(_ shape: Shape, _ path: Path) -> Int {
+    /// Elements of scratch for forward and backward (not kept between them) on `path`.
+    static func scratchCount(_ shape: Shape, path: Path? = nil) -> Int {
         let t = shape.sequence, b = Swift.min(shape.block, t), kb = shape.tile
-        switch path {
+        switch path ?? shape.resolvedPath {
         case .prefix:
             // forward: scores [b, t], 1/sum [b]; backward: D [t], P [b, t], dP [b, t], mask row [t]
             return Swift.max(b * t + b, 2 * t + 2 * b * t)
@@ -110,12 +99,11 @@ enum Attention {
     ) -> Path {
         let path = shape.resolvedPath
         let t = shape.sequence, d = shape.width, hd = shape.headWidth, ld = 3 * d
-        let perWorker = scratchPerWorker(shape, path)
-        shape.forEachPair { b, h, worker in
+        shape.forEachPair { b, h in
             let q = qkv + b * t * ld + h * hd
             let o = out + b * t * d + h * hd
             let lse = logSumExp + (b * shape.heads + h) * t
-            let work = scratch + worker * perWorker
+            let work = scratch
             switch path {
             case .prefix:
                 prefixForward(o, lse: lse, q: q, work: work, shape: shape, dropout: dropout, sequence: b, head: h)
@@ -215,20 +203,9 @@ enum Attention {
 }
 
 extension Attention.Shape {
-    /// Runs body(sequence, head, worker) for every pair; pairs write disjoint memory, so the
-    /// result does not depend on how they are shared out.
+    /// Runs body(sequence, head) for every pair.
     @inline(__always)
-    func forEachPair(_ body: (Int, Int, Int) -> Void) {
-        let pairs = batch * heads
-        guard let team, team.size > 1, pairs > 1 else {
-            for pair in 0..<pairs { body(pair / heads, pair % heads, 0) }
-            return
-        }
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        team.run { worker in
-            for pair in stride(from: worker, to: pairs, by: team.size) { body(pair / heads, pair % heads, worker) }
-        }
-        BLAS.threads = saved
+    func forEachPair(_ body: (Int, Int) -> Void) {
+        for pair in 0..<(batch * heads) { body(pair / heads, pair % heads) }
     }
 }

@@ -11,13 +11,12 @@ extension Attention {
     ) -> Path {
         let path = shape.resolvedPath
         let t = shape.sequence, d = shape.width, hd = shape.headWidth, ld = 3 * d
-        let perWorker = scratchPerWorker(shape, path)
-        shape.forEachPair { b, h, worker in
+        shape.forEachPair { b, h in
             let offset = b * t * ld + h * hd
             let q = qkv + offset, dq = dqkv + offset
             let o = out + b * t * d + h * hd, dO = dOut + b * t * d + h * hd
             let lse = logSumExp + (b * shape.heads + h) * t
-            let work = scratch + worker * perWorker
+            let work = scratch
             // D_i = rowsum(dO_i ∘ O_i) (also with dropout: Σ_j P_ij dP_ij = dO_i · O_i).
             for i in 0..<t { work[i] = S.innerProduct(dO + i * d, o + i * d, count: hd) }
             switch path {

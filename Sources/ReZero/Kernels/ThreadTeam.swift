@@ -59,15 +59,22 @@ final class ThreadTeam: Sendable {
         shared.job = nil
     }
 
-    /// Runs `body(member)` for every member, concurrently (one heap allocation per call).
+    /// Runs `body(member)` for every member, concurrently. Handing a closure to other threads
+    /// costs one heap allocation per call: fine for evaluation, not for the training step.
     func run(_ body: (Int) -> Void) {
         guard size > 1 else { return body(0) }
-        withoutActuallyEscaping(body) { body in run(ClosureJob(body: body)) }
+        withoutActuallyEscaping(body) { body in
+            closureJob.body = body
+            run(closureJob)
+            closureJob.body = nil
+        }
     }
 
-    private final class ClosureJob: TeamJob {
-        let body: (Int) -> Void
-        init(body: @escaping (Int) -> Void) { self.body = body }
-        func work(member: Int) { body(member) }
+    /// The job that runs a closure, made once: a new one per call would be a heap allocation.
+    private let closureJob = ClosureJob()
+
+    private final class ClosureJob: TeamJob, @unchecked Sendable {
+        var body: ((Int) -> Void)?
+        func work(member: Int) { body!(member) }
     }
 }

@@ -298,8 +298,7 @@ public final class Model<S: TensorScalar> {
     }
 
     private func attentionShape(_ ws: Workspace<S>) -> Attention.Shape {
-        var shape = Attention.tunedShape(batch: ws.batch, sequence: ws.sequence, width: config.dModel,
-                                         heads: config.heads, team: ws.attentionTeam)
+        var shape = Attention.tunedShape(batch: ws.batch, sequence: ws.sequence, width: config.dModel, heads: config.heads)
         if let attentionBlock { shape.block = attentionBlock }
         shape.path = attentionPath
         return shape

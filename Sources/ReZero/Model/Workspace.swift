@@ -47,15 +47,14 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
     case dQKV
     /// [B,T,f] ∂L/∂activated, then ∂L/∂hidden in place.
     case dHidden
-    /// [attention threads × block,T] or [× block,key tile] (`Attention.scratchCount`): blocks of
-    /// scores and their gradients, recomputed block by block, one slice per attention thread.
+    /// [block,T] or [block,key tile] (`Attention.scratchCount`): a block of scores and their
+    /// gradients, recomputed block by block.
     case attentionScratch
     /// [B,T,V] ∂L/∂logits.
     case dLogits
 
     /// (copies, elements per copy) for a model and a (batch, sequence) shape.
-    static func size(_ buffer: ActivationBuffer, _ c: ModelConfig, batch b: Int, sequence t: Int,
-                     attentionWorkers workers: Int) -> (copies: Int, count: Int) {
+    static func size(_ buffer: ActivationBuffer, _ c: ModelConfig, batch b: Int, sequence t: Int) -> (copies: Int, count: Int) {
         let a = c.architecture, l = c.layers, d = c.dModel, f = c.ffWidth, v = ModelConfig.vocabulary
         let rows = b * t, sublayers = 2 * l
         let pre = a.norm == .beforeSublayer, post = a.norm == .afterResidual
@@ -80,8 +79,9 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
         case .dQKV: return (1, rows * 3 * d)
         case .dHidden: return (1, rows * f)
         case .attentionScratch:
-            let shape = Attention.tunedShape(batch: b, sequence: t, width: d, heads: c.heads, team: nil)
-            return (workers, Attention.Path.allCases.map { Attention.scratchPerWorker(shape, $0) }.max()!)
+            // Enough for either path, and for any block up to the tuned one (tests use smaller).
+            let shape = Attention.tunedShape(batch: b, sequence: t, width: d, heads: c.heads)
+            return (1, Attention.Path.allCases.map { Attention.scratchCount(shape, path: $0) }.max()!)
         }
     }
 }
@@ -91,8 +91,6 @@ enum ActivationBuffer: Int, CaseIterable, Sendable {
 final class Workspace<S: TensorScalar> {
     let batch: Int, sequence: Int
     var rows: Int { batch * sequence }
-    /// Threads the attention shares its (sequence, head) pairs among; each needs its own scratch.
-    let attentionTeam: ThreadTeam?
     let tokens: UnsafeMutablePointer<UInt8>, targets: UnsafeMutablePointer<UInt8>
     /// What this pass's dropout masks are keyed by; nil: no dropout (evaluation, sampling).
     var dropout: DropoutKey?
@@ -104,14 +102,12 @@ final class Workspace<S: TensorScalar> {
     private let starts: [UnsafeMutablePointer<S>?]
     private let counts: [Int], copies: [Int]
 
-    init(config: ModelConfig, batch: Int, sequence: Int, attentionTeam: ThreadTeam? = nil) {
+    init(config: ModelConfig, batch: Int, sequence: Int) {
         precondition(sequence <= config.seqLen && sequence >= 1 && batch >= 1)
         self.batch = batch
         self.sequence = sequence
-        self.attentionTeam = attentionTeam
-        let workers = attentionTeam?.size ?? 1
         let sizes = ActivationBuffer.allCases.map {
-            ActivationBuffer.size($0, config, batch: batch, sequence: sequence, attentionWorkers: workers)
+            ActivationBuffer.size($0, config, batch: batch, sequence: sequence)
         }
         scalarCount = sizes.reduce(0) { $0 + $1.copies * $1.count }
         storage = TensorMemory.allocate(S.self, count: scalarCount)

@@ -1,6 +1,6 @@
 /// How one rank uses its threads: data-parallel workers, each with single-threaded BLAS, or —
-/// when the micro-batch has a single sequence, or for `--debug` — one worker whose BLAS and
-/// attention use all the threads.
+/// when the micro-batch has a single sequence, or for `--debug` — one worker whose BLAS uses all
+/// the threads.
 public struct ThreadLayout: Sendable, Equatable, CustomStringConvertible {
     /// Workers sharing the rank's micro-batch, each with its own slice, activations and gradients.
     public let workers: Int
@@ -24,7 +24,7 @@ public struct ThreadLayout: Sendable, Equatable, CustomStringConvertible {
 /// into the model's gradients in worker order, so the result does not depend on thread timing.
 final class LocalWorkers: TeamJob {
     let layout: ThreadLayout
-    /// The workers' threads; with one worker, the threads its attention shares its pairs among.
+    /// The workers' threads (nil for one worker).
     let team: ThreadTeam?
     /// Each worker's first sequence within the micro-batch, and its activations.
     let offsets: [Int]
@@ -53,15 +53,10 @@ final class LocalWorkers: TeamJob {
         self.corpus = corpus
         self.seed = seed
         self.dropout = dropout
-        let threads = Swift.max(layout.workers, layout.blasThreads)
-        let team = threads > 1 ? ThreadTeam(size: threads) : nil
-        self.team = team
+        team = layout.workers > 1 ? ThreadTeam(size: layout.workers) : nil
         let sizes = (0..<layout.workers).map { microBatch / layout.workers + ($0 < microBatch % layout.workers ? 1 : 0) }
         offsets = sizes.indices.map { sizes[..<$0].reduce(0, +) }
-        workspaces = sizes.map {
-            Workspace<Float>(config: model.config, batch: $0, sequence: model.config.seqLen,
-                             attentionTeam: layout.workers == 1 ? team : nil)
-        }
+        workspaces = sizes.map { Workspace<Float>(config: model.config, batch: $0, sequence: model.config.seqLen) }
         gradients = [model.gradients] + (1..<layout.workers).map { _ in TensorMemory.allocate(Float.self, count: model.parameterCount) }
         losses = .allocate(capacity: layout.workers)
         losses.initialize(repeating: 0, count: layout.workers)
