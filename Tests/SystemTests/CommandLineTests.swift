@@ -254,6 +254,21 @@ final class CompareTests: XCTestCase {
         }
         let gridTable = try String(contentsOfFile: dir + "/grid/compare.md", encoding: .utf8)
         XCTAssertTrue(gridTable.contains("Every learning rate") && gridTable.contains("| run | lr 0.001 | lr 0.03 |"), gridTable)
+
+        // A wider grid over the same directory: the finished runs are read back, only the new rate trains.
+        let wider = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr-grid", "1e-3,3e-2,1e-2",
+                                         "--target", "7.5", "--out", dir + "/grid"])
+        XCTAssertEqual(wider.status, 0, wider.stderr)
+        XCTAssertEqual(wider.stdout.components(separatedBy: "read back from").count - 1, 4, wider.stdout)
+        XCTAssertEqual(wider.stdout.components(separatedBy: "training ").count - 1, 2, wider.stdout)
+        let widerRows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/grid/compare.json"))) as! [[String: Any]]
+        XCTAssertEqual(widerRows.count, 6)
+        for old in all {
+            let again = widerRows.first { $0["run"] as? String == old["run"] as? String && $0["learning_rate"] as? Double == old["learning_rate"] as? Double }
+            XCTAssertEqual(again?["final_valid_bpb"] as? Double, old["final_valid_bpb"] as? Double)
+            XCTAssertEqual(again?["test_bpb"] as? Double, old["test_bpb"] as? Double)
+            XCTAssertEqual(again?["steps_to_target"] as? Int, old["steps_to_target"] as? Int)
+        }
         let badGrid = try rezero(common + ["--runs", "rezero", "--lr-grid", "1e-3,fast", "--out", dir + "/bad-grid"])
         XCTAssertEqual(badGrid.status, 2)
         XCTAssertTrue(badGrid.stderr.contains("--lr-grid: 'fast'"), badGrid.stderr)

@@ -76,26 +76,66 @@ public enum Comparison {
         return rows
     }
 
-    /// Trains one run in `directory` and measures it against `target`.
+    /// Trains one run in `directory` and measures it against `target` — or, when the directory
+    /// already holds a finished run of exactly this configuration, reads it back, so that an
+    /// interrupted comparison, a wider learning-rate grid or another target only trains what is
+    /// missing.
     public static func train(_ run: Run, base: TrainingConfig, corpus: Corpus, collective: Collective,
                              directory: String, target: Double, log: @escaping (String) -> Void) throws -> Row {
         var config = base
         config.model.variant = run.variant
         if !run.warmup { config.warmup = 0 }
         if run.warmup && config.schedule == .constant { config.schedule = .warmup }
+        let batch = config.batchSize / collective.size
+        if let finished = try finishedRun(config, directory: directory, collective: collective) {
+            log("== \(run.name), lr \(config.learningRate): read back from \(directory) (\(finished.summary.status.rawValue) at step \(finished.summary.step))")
+            var testBpb: Double?
+            if finished.summary.status == .completed, let checkpoint = finished.summary.checkpoint {
+                testBpb = try Evaluator(model: Checkpoint.load(path: checkpoint).model(), corpus: corpus, collective: collective,
+                                        batch: batch, context: config.evalContext, threads: BLAS.threads).bitsPerByte(.test)
+            }
+            return row(run, config, finished.summary, history: finished.validation, seconds: finished.seconds,
+                       target: target, testBpb: testBpb)
+        }
         log("== \(run.name), lr \(config.learningRate): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps, warm-up \(config.warmup)")
         let trainer = try Trainer(config: config, corpus: corpus, collective: collective)
         let training = try TrainingRun(trainer: trainer, runDirectory: directory, log: log)
         var clock = Clock()
         let summary = try training.run()
         let seconds = clock.lap()
-        let reached = training.validationHistory.first { $0.bitsPerByte <= target }?.step
-        var row = Row(run: run.name, learningRate: config.learningRate, status: summary.status, stepsToTarget: reached,
-                      tokensToTarget: reached.map { $0 * config.batchSize * config.model.seqLen },
-                      secondsToTarget: reached.map { seconds * Double($0) / Double(summary.step) },
-                      finalValidBpb: summary.validBpb, testBpb: nil, steps: summary.step, seconds: seconds)
-        if summary.status == .completed { row.testBpb = try training.evaluator.bitsPerByte(.test) }
-        return row
+        let testBpb = summary.status == .completed ? try training.evaluator.bitsPerByte(.test) : nil
+        return row(run, config, summary, history: training.validationHistory, seconds: seconds, target: target, testBpb: testBpb)
+    }
+
+    private static func row(_ run: Run, _ config: TrainingConfig, _ summary: TrainingSummary,
+                            history: [(step: Int, bitsPerByte: Double)], seconds: Double, target: Double, testBpb: Double?) -> Row {
+        let reached = history.first { $0.bitsPerByte <= target }?.step
+        return Row(run: run.name, learningRate: config.learningRate, status: summary.status, stepsToTarget: reached,
+                   tokensToTarget: reached.map { $0 * config.batchSize * config.model.seqLen },
+                   secondsToTarget: reached.map { seconds * Double($0) / Double(Swift.max(summary.step, 1)) },
+                   finalValidBpb: summary.validBpb, testBpb: testBpb, steps: summary.step, seconds: seconds)
+    }
+
+    /// A finished run of `config` in `directory`, as rank 0 reads it: its summary (on every rank),
+    /// its evaluations and its training seconds (on rank 0, which writes the table).
+    private static func finishedRun(_ config: TrainingConfig, directory: String, collective: Collective) throws
+        -> (summary: TrainingSummary, validation: [(step: Int, bitsPerByte: Double)], seconds: Double)? {
+        var found: (summary: TrainingSummary, validation: [(step: Int, bitsPerByte: Double)], seconds: Double)?
+        if collective.isRoot,
+           let stored = try? String(contentsOfFile: directory + "/config.json", encoding: .utf8),
+           (try? TrainingConfig.decode(json: stored)) == config,
+           let data = FileManager.default.contents(atPath: directory + "/summary.json"),
+           let summary = try? JSONCoding.decoder().decode(TrainingSummary.self, from: data),
+           summary.status != .stopped,
+           let records = try? MetricsLog.read(directory + "/metrics.jsonl") {
+            found = (summary, records.compactMap { r in r.validBpb.map { (r.step, $0) } },
+                     records.last { $0.elapsedS != nil }?.elapsedS ?? 0)
+        }
+        // Every rank needs the summary (its checkpoint is evaluated on the test split by all of them).
+        let shared = try collective.broadcast(found.map { Array(JSONCoding.string($0.summary).utf8) } ?? [])
+        guard !shared.isEmpty else { return nil }
+        if let found { return found }
+        return (try JSONCoding.decoder().decode(TrainingSummary.self, from: Data(shared)), [], 0)
     }
 
     /// compare.md: the set-up in a sentence, a row per run at its chosen learning rate, then every
