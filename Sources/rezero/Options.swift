@@ -102,6 +102,17 @@ struct RunOptions: ParsableArguments {
     }
 }
 
+/// `--collective-timeout`: when the collective watchdog gives up on a silent rank.
+struct WatchdogOptions: ParsableArguments {
+    @Option(name: .customLong("collective-timeout"), help: ArgumentHelp("Seconds a collective may make no progress before the ranks are probed; a rank that does not answer (stopped, hung, unreachable) aborts the job with exit status \(ExitStatus.stalled.rawValue) (default: \(Int(Watchdog.defaultTimeout)), or 20 × the slowest step if longer).", valueName: "seconds")) var collectiveTimeout: Double?
+
+    func validate() throws {
+        if let collectiveTimeout, !(collectiveTimeout > 0 && collectiveTimeout.isFinite) {
+            throw ValidationError("--collective-timeout \(collectiveTimeout): must be a positive number of seconds")
+        }
+    }
+}
+
 /// `--threads`: BLAS threads per rank.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "BLAS threads per rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node).") var threads: Int?
