@@ -104,7 +104,7 @@ final class Workspace<S: TensorScalar> {
         let sizes = ActivationBuffer.allCases.map {
             ActivationBuffer.size($0, config, batch: batch, sequence: sequence, attentionWorkers: workers)
         }
-        scalarCount = sizes.reduce(0) { $0 + $1.copies * $1.count }
+        scalarCount = Self.scalarCount(config, batch: batch, sequence: sequence, attentionWorkers: workers)!
         storage = TensorMemory.allocate(S.self, count: scalarCount)
         var cursor = storage
         starts = sizes.map { size in
@@ -118,6 +118,20 @@ final class Workspace<S: TensorScalar> {
         tokens.initialize(repeating: 0, count: batch * sequence)
         targets = .allocate(capacity: batch * sequence)
         targets.initialize(repeating: 0, count: batch * sequence)
+    }
+
+    /// Elements of all buffers of a (batch, sequence) shape, or nil if that overflows Int. With a
+    /// validated configuration and batch, each buffer's size fits; only the sum needs checking.
+    static func scalarCount(_ config: ModelConfig, batch: Int, sequence: Int, attentionWorkers: Int) -> Int? {
+        var total = 0
+        for buffer in ActivationBuffer.allCases {
+            let size = ActivationBuffer.size(buffer, config, batch: batch, sequence: sequence,
+                                             attentionWorkers: Swift.max(1, attentionWorkers))
+            let (bytes, overflow) = size.copies.multipliedReportingOverflow(by: size.count)
+            guard !overflow, case let (sum, false) = total.addingReportingOverflow(bytes) else { return nil }
+            total = sum
+        }
+        return total
     }
 
     deinit {

@@ -13,9 +13,9 @@ public final class Trainer {
     /// Sequences per forward pass on this rank: the global batch / (ranks × accumulation steps).
     let microBatch: Int
     private let overlappedSum: OverlappedGradientSum
-    /// [loss, stop requested], summed over ranks with the step; allocated once so that the step
-    /// allocates nothing.
-    private var stepScalars = [0.0, 0.0]
+    /// [loss, stop requested, non-finite value found by --debug], summed over ranks with the
+    /// step; allocated once so that the step allocates nothing.
+    private var stepScalars = [0.0, 0.0, 0.0]
     /// Wall time of the last step's phases, for `bench`.
     public private(set) var lastTiming = StepTiming()
 
@@ -30,9 +30,11 @@ public final class Trainer {
         public var gradientNorm: Double
         /// Some rank asked to stop after this step.
         public var stopRequested: Bool
-        /// False when the loss or the gradient norm was not finite: the parameters were left as
-        /// they were, and training must stop as diverged.
+        /// False when the loss or the gradient norm was not finite, or `--debug` found a non-finite
+        /// value on some rank: the parameters were left as they were, and training must stop as diverged.
         public var applied: Bool
+        /// What `--debug` found on this rank (other ranks print their own finding).
+        public var nonFinite: NonFiniteValue?
     }
 
     /// - Parameters:
@@ -46,6 +48,7 @@ public final class Trainer {
         self.corpus = corpus
         self.collective = collective
         microBatch = config.batchSize / (collective.size * config.accumSteps)
+        try MemoryBudget.require(config.model, batch: microBatch, sequence: config.model.seqLen, training: true)
         model = Model<Float>(config: config.model, seed: config.seed)
         optimizer = Optimizer(config: config.optimizer, layout: model.layout)
         workspace = Workspace<Float>(config: config.model, batch: microBatch, sequence: config.model.seqLen,
@@ -65,12 +68,10 @@ public final class Trainer {
     /// Rank 0's state, parameters and moments become every rank's, whatever each rank computed
     /// or loaded (with run directories on node-local disks, only rank 0 may have found a checkpoint).
     private func adoptRootReplica() throws {
-        var position = [Double(state.step), Double(state.tokensSeen), state.bestValidBpb ?? -1, Double(optimizer.updates)]
-        try collective.broadcast(&position, bytes: position.count * MemoryLayout<Double>.stride)
-        state.step = Int(position[0])
-        state.tokensSeen = Int(position[1])
-        state.bestValidBpb = position[2] < 0 ? nil : position[2]
-        optimizer.updates = Int(position[3])
+        var updates = optimizer.updates
+        try collective.broadcast(&updates, bytes: MemoryLayout<Int>.size)
+        optimizer.updates = updates
+        state = try JSONCoding.decode(TrainingState.self, from: String(decoding: try collective.broadcast(Array(JSONCoding.string(state).utf8)), as: UTF8.self))
         state.worldSize = collective.size
         let bytes = model.parameterCount * MemoryLayout<Float>.stride
         try collective.broadcast(model.parameters, bytes: bytes)
@@ -84,6 +85,8 @@ public final class Trainer {
     public func step(stopRequested: Bool = false) throws -> StepResult {
         let s = state.step + 1
         if model.debugStep != nil { model.debugStep = s }
+        collective.watchdog?.phase = "step"
+        collective.watchdog?.step = s
         var timing = StepTiming()
         var clock = Clock()
         model.zeroGradients()
@@ -92,18 +95,25 @@ public final class Trainer {
         let lossScale = 1 / Float(workspace.rows * config.accumSteps * collective.size)
         // Debug mode checks the gradients before they are reduced, so it does not overlap.
         let overlap = config.overlapCommunication && collective.size > 1 && model.debugStep == nil
-        for micro in 0..<config.accumSteps {
-            // Each part's gradient is final once the last micro-batch's backward has passed it.
-            model.backwardObserver = overlap && micro == config.accumSteps - 1 ? overlappedSum : nil
-            let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
-            corpus.fillTrainingBatch(tokens: workspace.tokens, targets: workspace.targets, seed: config.seed,
-                                     step: s, first: first, count: microBatch, sequence: config.model.seqLen)
-            stepScalars[0] += try model.forward(workspace)
-            timing.forward += clock.lap()
-            try model.backward(workspace, lossScale: lossScale)
-            timing.backward += clock.lap()
+        var nonFinite: NonFiniteValue?
+        do throws(NonFiniteValue) {
+            for micro in 0..<config.accumSteps {
+                // Each part's gradient is final once the last micro-batch's backward has passed it.
+                model.backwardObserver = overlap && micro == config.accumSteps - 1 ? overlappedSum : nil
+                let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
+                corpus.fillTrainingBatch(tokens: workspace.tokens, targets: workspace.targets, seed: config.seed,
+                                         step: s, first: first, count: microBatch, sequence: config.model.seqLen)
+                stepScalars[0] += try model.forward(workspace)
+                timing.forward += clock.lap()
+                try model.backward(workspace, lossScale: lossScale)
+                timing.backward += clock.lap()
+            }
+            try model.checkGradients()
+        } catch {
+            // --debug found a NaN/Inf on this rank; the others learn of it with the step's sums.
+            nonFinite = error
         }
-        try model.checkGradients()
+        stepScalars[2] = nonFinite == nil ? 0 : 1
         if overlap {
             try overlappedSum.finish()
         } else {
@@ -113,8 +123,8 @@ public final class Trainer {
         timing.allReduce = clock.lap()
         let loss = stepScalars[0] / Double(config.accumSteps * collective.size)
         let norm = globalNorm(model.gradients, count: model.parameterCount)
-        // Every rank holds the same reduced loss and norm, so all of them skip together.
-        let applied = loss.isFinite && norm.isFinite
+        // Every rank holds the same reduced loss, norm and finding, so all of them skip together.
+        let applied = loss.isFinite && norm.isFinite && stepScalars[2] == 0
         if applied {
             if config.clip > 0 && norm > config.clip {
                 let scale = Float(config.clip / norm)
@@ -127,7 +137,14 @@ public final class Trainer {
         }
         timing.optimizer = clock.lap()
         lastTiming = timing
-        return StepResult(loss: loss, gradientNorm: norm, stopRequested: stepScalars[1] > 0, applied: applied)
+        return StepResult(loss: loss, gradientNorm: norm, stopRequested: stepScalars[1] > 0, applied: applied,
+                          nonFinite: nonFinite)
+    }
+
+    /// The first non-finite value among the parameters and moments (see `Checkpoint.firstNonFinite`);
+    /// the same on every rank, whose replicas are identical.
+    func firstNonFinite() -> String? {
+        Checkpoint.firstNonFinite(layout: model.layout, parameters: model.parameters, optimizer: optimizer)
     }
 }
 

@@ -41,21 +41,32 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         Schedule(kind: schedule, baseRate: learningRate, warmupSteps: warmup, totalSteps: steps)
     }
 
+    /// The largest global batch (keeps activation sizes inside Int; see `ModelConfig.maximum`).
+    public static let maximumBatch = 65536
+
     /// Throws a usage error naming the first invalid flag and value (architecture first).
     public func validate(worldSize: Int = 1) throws(RezeroError) {
+        // The optimizer works in Float: a rate that overflows it would write infinities into the model.
+        let floatLimit = Double(Float.greatestFiniteMagnitude)
         try model.validate()
-        try require(batchSize >= 1, "--batch-size", batchSize, "must be at least 1")
+        try require((1...Self.maximumBatch).contains(batchSize), "--batch-size", batchSize, "must be between 1 and \(Self.maximumBatch)")
         try require(accumSteps >= 1, "--accum-steps", accumSteps, "must be at least 1")
         try require(batchSize % (worldSize * accumSteps) == 0, "--batch-size", batchSize,
                     "must be divisible by ranks × --accum-steps = \(worldSize) × \(accumSteps)")
         try require(steps >= 1, "--steps", steps, "must be at least 1")
         try require(learningRate > 0 && learningRate.isFinite, "--lr", learningRate, "must be positive")
+        try require(learningRate <= floatLimit, "--lr", learningRate, "overflows Float (largest \(floatLimit))")
+        let alphaMultiplier = optimizer.alphaLearningRateMultiplier
+        try require(alphaMultiplier >= 0 && learningRate * alphaMultiplier <= floatLimit, "--alpha-lr-mult", alphaMultiplier,
+                    "must be non-negative, and × --lr \(learningRate) must not overflow Float")
         try require(warmup >= 0, "--warmup", warmup, "must be non-negative")
         try require(clip >= 0, "--clip", clip, "must be non-negative (0 disables clipping)")
-        try require(optimizer.weightDecay >= 0, "--weight-decay", optimizer.weightDecay, "must be non-negative")
+        try require(optimizer.weightDecay >= 0 && learningRate * optimizer.weightDecay <= floatLimit, "--weight-decay",
+                    optimizer.weightDecay, "must be non-negative, and × --lr \(learningRate) must not overflow Float")
         try require(logEvery >= 1, "--log-every", logEvery, "must be at least 1")
         try require(evalEvery >= 0, "--eval-every", evalEvery, "must be non-negative (0 disables)")
-        try require(evalBytes >= 0, "--eval-bytes", evalBytes, "must be non-negative")
+        try require(evalBytes == 0 || evalBytes >= 2, "--eval-bytes", evalBytes,
+                    "must be 0 (the whole split) or at least 2 (a scored byte needs one before it)")
         try Corpus.validate(evalContext: evalContext, sequence: model.seqLen)
         try require(checkEvery >= 0, "--check-every", checkEvery, "must be non-negative")
         try require(checkpointEvery >= 0, "--ckpt-every", checkpointEvery, "must be non-negative")
