@@ -94,8 +94,10 @@ final class ExitStatusTests: XCTestCase {
         let watched = Self.tiny + ["--collective-timeout", "2", "--log-every", "100"]
         var stopped: [pid_t] = []
         defer { for pid in stopped { kill(pid, SIGKILL) } }
+        /// SIGSTOP to rank 1 once the job has logged steps and written a checkpoint to restart from.
         func stopRankOne(of runDir: String) throws {
-            XCTAssertTrue(waitUntil(seconds: 60) { metricsRecords(runDir) >= 3 }, "no training step logged")
+            XCTAssertTrue(waitUntil(seconds: 60) { metricsRecords(runDir) >= 3 && FileManager.default.fileExists(atPath: runDir + "/latest") },
+                          "no checkpoint written")
             let rank1 = try XCTUnwrap(rankProcess(1, commandContaining: runDir), "rank 1 not found")
             stopped.append(rank1)
             kill(rank1, SIGSTOP)
@@ -103,7 +105,7 @@ final class ExitStatusTests: XCTestCase {
 
         let runDir = dir + "/mpirun"
         let job = try BackgroundProcess("/usr/bin/mpirun", mpirunFlags + ["-np", "2", Paths.rezero, "train"] + watched
-                                        + ["--steps", "1000000", "--run-dir", runDir], output: dir + "/mpirun.log")
+                                        + ["--steps", "1000000", "--ckpt-every", "200", "--run-dir", runDir], output: dir + "/mpirun.log")
         try stopRankOne(of: runDir)
         let start = Date()
         guard job.wait(seconds: 30) else {
@@ -116,7 +118,7 @@ final class ExitStatusTests: XCTestCase {
 
         let restarted = dir + "/launcher"
         let launcher = try BackgroundProcess(Paths.launch("run"), ["--np", "2", "--max-restarts", "1", "--bin", Paths.rezero, "--", "train"]
-                                             + watched + ["--steps", "6000", "--ckpt-every", "500", "--run-dir", restarted],
+                                             + watched + ["--steps", "6000", "--ckpt-every", "200", "--run-dir", restarted],
                                              output: dir + "/launcher.log")
         try stopRankOne(of: restarted)
         guard launcher.wait(seconds: 120) else {
