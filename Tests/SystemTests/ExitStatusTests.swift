@@ -129,4 +129,18 @@ final class ExitStatusTests: XCTestCase {
         XCTAssertTrue(launcher.output.contains("job failed with exit code 4; restart 1/1"), launcher.output)
         XCTAssertTrue(launcher.output.contains("resuming from"), launcher.output)
     }
+
+    /// The other side: ranks waiting for rank 0's checkpoint (here 460 MB, about a second or more
+    /// to write, with a 0.2 s timeout) probe it, hear that it is busy, and wait on; the job ends
+    /// normally.
+    func testLongCheckpointWriteIsNotAStall() throws {
+        let dir = Paths.temporaryDirectory("busy")
+        let result = try mpirun(2, ["train", "--layers", "3", "--d-model", "1024", "--heads", "8", "--seq-len", "16",
+                                    "--batch-size", "2", "--steps", "2", "--eval-every", "0", "--eval-bytes", "2048",
+                                    "--collective-timeout", "0.2", "--run-dir", dir])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stderr.contains("in checkpoint at step 2 has waited")
+                      && result.stderr.contains("rank 0 is writing a checkpoint, waiting on"), result.stdout + result.stderr)
+        XCTAssertNoThrow(try Checkpoint.load(path: dir + "/ckpt-00000002.safetensors"))
+    }
 }

@@ -77,7 +77,8 @@ public final class Watchdog {
     /// Polls `requests` to completion, answering other ranks' probes meanwhile; probes the ranks
     /// each time the wait has lasted `timeout` seconds, and aborts the job if one does not answer.
     func wait(_ requests: inout [MPI_Request?], _ operation: Operation) throws {
-        var start = Self.now(), lastAnswer = start
+        let start = Self.now()
+        var lastAnswer = start, nextProbe = start + timeout, reported = false
         while true {
             if try Self.complete(&requests) { return }
             let now = Self.now()
@@ -85,12 +86,21 @@ public final class Watchdog {
                 try answerProbes(operation)
                 lastAnswer = now
             }
-            if now - start > timeout {
-                if try probe(&requests, operation, waited: now - start) { return }
-                start = Self.now()
+            guard now > nextProbe else { continue }
+            switch try probe(&requests, operation, waited: now - start) {
+            case .completed:
+                return
+            case .busy(let r):
+                if !reported {
+                    printError("[rank \(rank)] collective watchdog: \(here(operation)) has waited \(Int(now - start)) s; rank \(r) is \(Operation.busy.description), waiting on")
+                    reported = true
+                }
             }
+            nextProbe = Self.now() + timeout
         }
     }
+
+    private func here(_ operation: Operation) -> String { "\(operation.description) in \(phase) \(step)" }
 
     /// Runs `work` on another thread while this one answers probes as busy.
     func answeringProbes<T>(while work: () throws -> T) throws -> T {
@@ -126,9 +136,11 @@ public final class Watchdog {
         }
     }
 
+    private enum ProbeOutcome { case completed, busy(Int) }
+
     /// Asks every other rank what it is doing and waits one window for the answers (or for
-    /// `requests` to complete: then true). Aborts unless some rank is busy rather than waiting.
-    private func probe(_ requests: inout [MPI_Request?], _ operation: Operation, waited: Double) throws -> Bool {
+    /// `requests` to complete). Aborts unless some rank is busy rather than waiting.
+    private func probe(_ requests: inout [MPI_Request?], _ operation: Operation, waited: Double) throws -> ProbeOutcome {
         probeNumber &+= 1
         let others = (0..<size).filter { $0 != rank }
         var sends = [MPI_Request?](repeating: nil, count: size), receives = sends
@@ -156,7 +168,7 @@ public final class Watchdog {
         // answers "waiting", and the collective then completes within it.
         let deadline = Self.now() + window
         while Self.now() < deadline {
-            if try Self.complete(&requests) { return true }
+            if try Self.complete(&requests) { return .completed }
             try answerProbes(operation)
             for r in others where answered[r] == nil {
                 var arrived: Int32 = 0
@@ -169,17 +181,14 @@ public final class Watchdog {
                 }
             }
         }
-        let here = "\(operation.description) in \(phase) \(step)"
+        let here = here(operation)
         let silent = others.filter { answered[$0] == nil }
         if !silent.isEmpty {
             let ranks = silent.map(String.init).joined(separator: ", ")
             abort(String(format: "collective watchdog: %@ made no progress for %.0f s; rank(s) %@ did not answer within %.0f s (stopped, hung or unreachable). Aborting the job (exit status %d); --collective-timeout sets the wait.",
                          here, waited, ranks, window, ExitStatus.stalled.rawValue))
         }
-        if let busy = others.first(where: { answered[$0] == .busy }) {
-            printError("[rank \(rank)] collective watchdog: \(here) has waited \(Int(waited)) s; rank \(busy) is \(Operation.busy.description), waiting on")
-            return false
-        }
+        if let busy = others.first(where: { answered[$0] == .busy }) { return .busy(busy) }
         let states = others.map { "rank \($0): \(answered[$0]!.description)" }.joined(separator: "; ")
         abort(String(format: "collective watchdog: %@ made no progress for %.0f s although every rank is waiting (%@). Aborting the job (exit status %d).",
                      here, waited, states, ExitStatus.stalled.rawValue))
