@@ -71,7 +71,8 @@ public final class Trainer {
         var updates = optimizer.updates
         try collective.broadcast(&updates, bytes: MemoryLayout<Int>.size)
         optimizer.updates = updates
-        state = try JSONCoding.decode(TrainingState.self, from: String(decoding: try collective.broadcast(Array(JSONCoding.string(state).utf8)), as: UTF8.self))
+        let rootState = try collective.broadcast(Array(JSONCoding.string(state).utf8))
+        state = try JSONCoding.decode(TrainingState.self, from: String(decoding: rootState, as: UTF8.self))
         state.worldSize = collective.size
         let bytes = model.parameterCount * MemoryLayout<Float>.stride
         try collective.broadcast(model.parameters, bytes: bytes)
