@@ -52,11 +52,14 @@ struct Train: ParsableCommand {
         }
         // A new run takes --data, else data/enwik8, else the built-in corpus; a resumed run keeps its own.
         let corpus = checkpoint == nil ? try Corpus.forNewRun(path: config.data) : try Corpus.recorded(path: config.data)
-        if let checkpoint, !corpus.identity.sameBytes(as: checkpoint.corpus) {
+        if let checkpoint, checkpoint.corpus == nil {
+            say("checkpoint \(checkpoint.path) (format version 2) does not record its corpus: not checking that it was \(corpus.identity)")
+        }
+        if let checkpoint, let recorded = checkpoint.corpus, !corpus.identity.sameBytes(as: recorded) {
             guard allowDataChange else {
-                throw RezeroError.usage("--data: \(corpus.identity) is not the corpus checkpoint \(checkpoint.path) was trained on, \(checkpoint.corpus); pass --allow-data-change to resume on it anyway")
+                throw RezeroError.usage("--data: \(corpus.identity) is not the corpus checkpoint \(checkpoint.path) was trained on, \(recorded); pass --allow-data-change to resume on it anyway")
             }
-            say("--allow-data-change: resuming on \(corpus.identity) instead of \(checkpoint.corpus)")
+            say("--allow-data-change: resuming on \(corpus.identity) instead of \(recorded)")
         }
         if let h = corpus.entropyRate {
             say(String(format: "no --data and no data/enwik8: training on the built-in synthetic corpus (%d bytes, entropy rate %.4f bits/byte)", corpus.bytes.count, h))

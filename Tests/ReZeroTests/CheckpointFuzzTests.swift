@@ -234,4 +234,33 @@ final class CheckpointFuzzTests: XCTestCase {
         XCTAssertGreaterThan(rejected["header checksum mismatch", default: 0], 500)
         XCTAssertLessThan(seconds, 60)
     }
+
+    /// Files of format version 2 (before the header checksum and the corpus identity) still read,
+    /// with every other check; a version 3 file whose version reads 2 does not skip the header check.
+    func testVersion2FilesReadWithEveryOtherCheck() throws {
+        let file = try original()
+        let reference = try Checkpoint.decode(file, path: "original")
+        var (header, data) = split(file)
+        var metadata = header["__metadata__"] as! [String: String]
+        metadata["format_version"] = "2"
+        let downgraded = join(header.merging(["__metadata__": metadata]) { $1 }, data)
+        XCTAssertThrowsError(try Checkpoint.decode(downgraded, path: "downgraded")) {
+            XCTAssertTrue("\($0)".contains("the header is corrupted"), "\($0)")
+        }
+        metadata[Checkpoint.headerChecksumKey] = nil
+        metadata["corpus"] = nil
+        var state = try JSONSerialization.jsonObject(with: Data(metadata["state"]!.utf8)) as! [String: Any]
+        state["steps_above_initial_loss"] = nil
+        metadata["state"] = String(decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self)
+        header["__metadata__"] = metadata
+        let old = try Checkpoint.decode(join(header, data), path: "version2")
+        XCTAssertNil(old.corpus)
+        XCTAssertEqual(old.config, reference.config)
+        XCTAssertEqual(old.state, reference.state)
+        XCTAssertEqual(old.file.data, reference.file.data)
+        data[data.startIndex + 100] ^= 1
+        XCTAssertThrowsError(try Checkpoint.decode(join(header, data), path: "version2")) {
+            XCTAssertTrue("\($0)".contains("data checksum mismatch"), "\($0)")
+        }
+    }
 }

@@ -34,6 +34,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
 public enum Checkpoint {
     public static let format = "rezero-checkpoint"
     public static let formatVersion = "3"
+    /// The version before the header checksum and the corpus identity: read with every other check.
+    static let unsealedVersion = "2"
     static let headerChecksumKey = "header_checksum"
     static let prefixes = ["", "optim.m.", "optim.v."]
 
@@ -42,8 +44,8 @@ public enum Checkpoint {
         public let config: TrainingConfig
         public let state: TrainingState
         public let optimizerUpdates: Int
-        /// The corpus the run was trained on.
-        public let corpus: CorpusIdentity
+        /// The corpus the run was trained on (nil in a version 2 file, which does not record it).
+        public let corpus: CorpusIdentity?
         public let file: SafeTensors.File
 
         /// Copies parameters (and moments, when given an optimizer) into place; `decode` has
@@ -134,28 +136,36 @@ public enum Checkpoint {
         guard file.metadata["format"] == format else {
             throw fail("not a rezero checkpoint (metadata format is \(file.metadata["format"].map { "\"\($0)\"" } ?? "absent"))")
         }
-        guard file.metadata["format_version"] == formatVersion else {
-            throw fail("checkpoint format version \(file.metadata["format_version"] ?? "?") is not supported (expected \(formatVersion); earlier versions were written by an older rezero)")
+        let version = file.metadata["format_version"]
+        guard version == formatVersion || version == unsealedVersion else {
+            throw fail("checkpoint format version \(version ?? "?") is not supported (expected \(formatVersion) or \(unsealedVersion))")
         }
-        let computed = headerChecksum(metadata: file.metadata, entries: file.entries)
-        guard file.metadata[headerChecksumKey] == computed else {
-            throw fail("header checksum mismatch (stored \(file.metadata[headerChecksumKey] ?? "none"), computed \(computed)): the header is corrupted")
+        let sealed = version == formatVersion
+        if sealed {
+            let computed = headerChecksum(metadata: file.metadata, entries: file.entries)
+            guard file.metadata[headerChecksumKey] == computed else {
+                throw fail("header checksum mismatch (stored \(file.metadata[headerChecksumKey] ?? "none"), computed \(computed)): the header is corrupted")
+            }
+        } else if file.metadata[headerChecksumKey] != nil || file.metadata["corpus"] != nil {
+            // A version 3 file whose version was damaged into 2: it must not skip the header check.
+            throw fail("format version \(unsealedVersion) with a header checksum or a corpus: the header is corrupted")
         }
-        func decoded<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+        // Keys from after a file was written take their defaults, as in config.json.
+        func decoded<T: Codable>(_ type: T.Type, _ key: String, defaults: T? = nil) throws -> T {
             guard let json = file.metadata[key] else { throw fail("metadata \(key) is missing") }
             do {
-                return try JSONCoding.decode(type, from: json)
+                return try defaults.map { try JSONCoding.decode(type, from: json, defaults: $0) } ?? JSONCoding.decode(type, from: json)
             } catch {
                 throw fail("metadata \(key) is malformed: \(MetricsLog.describe(error))")
             }
         }
-        let config = try decoded(TrainingConfig.self, "config")
-        let state = try decoded(TrainingState.self, "state")
-        let corpus = try decoded(CorpusIdentity.self, "corpus")
+        let config = try decoded(TrainingConfig.self, "config", defaults: TrainingConfig())
+        let state = try decoded(TrainingState.self, "state", defaults: TrainingState())
+        let corpus = sealed ? try decoded(CorpusIdentity.self, "corpus") : nil
         do {
             try config.validate()
             try state.validate()
-            try corpus.validate()
+            try corpus?.validate()
         } catch {
             throw fail("metadata out of range: \(error)")
         }

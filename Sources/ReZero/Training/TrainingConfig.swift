@@ -79,13 +79,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Reads a configuration; a key it lacks takes its default, so that the configuration of a
     /// run from before a field existed (in its checkpoints, config.json) still reads, as that run.
     public static func decode(json: String) throws -> TrainingConfig {
-        let stored = try JSONSerialization.jsonObject(with: Data(json.utf8))
-        let defaults = try JSONSerialization.jsonObject(with: Data(TrainingConfig().json().utf8))
-        func overlay(_ value: Any, on base: Any) -> Any {
-            guard let value = value as? [String: Any], let base = base as? [String: Any] else { return value }
-            return base.merging(value) { overlay($1, on: $0) }
-        }
-        return try JSONCoding.decoder().decode(TrainingConfig.self,
-                                               from: JSONSerialization.data(withJSONObject: overlay(stored, on: defaults)))
+        try JSONCoding.decode(TrainingConfig.self, from: json, defaults: TrainingConfig())
     }
 }
