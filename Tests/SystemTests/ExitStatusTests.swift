@@ -135,6 +135,7 @@ final class ExitStatusTests: XCTestCase {
     /// normally.
     func testLongCheckpointWriteIsNotAStall() throws {
         let dir = Paths.temporaryDirectory("busy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }  // a 460 MB checkpoint
         let result = try mpirun(2, ["train", "--layers", "3", "--d-model", "1024", "--heads", "8", "--seq-len", "16",
                                     "--batch-size", "2", "--steps", "2", "--eval-every", "0", "--eval-bytes", "2048",
                                     "--collective-timeout", "0.2", "--run-dir", dir])

@@ -32,6 +32,7 @@ final class PreemptionTests: XCTestCase {
             }
             for pid in processes(commandContaining: runDir) { kill(pid, SIGKILL) }
             _ = job.wait(seconds: 10)
+            try? FileManager.default.removeItem(atPath: runDir)  // the 460 MB checkpoint
         }
         XCTAssertTrue(waitUntil(seconds: 120) { metricsRecords(runDir) >= 2 }, "no training step logged: \(job.output)")
         // The script itself ("bash …/launch/run …"), not the setsid that started it.
