@@ -18,3 +18,4 @@ static inline int rezero_mpi_success(void) { return MPI_SUCCESS; }
 static inline MPI_Info rezero_mpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Errhandler rezero_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Status *rezero_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Datatype rezero_mpi_int(void) { return MPI_INT; }

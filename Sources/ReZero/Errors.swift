@@ -1,21 +1,26 @@
 /// How a `rezero` process ends. The status is the same whether the job ran on one rank or on N
 /// (under MPI it travels through `MPI_Abort`), so launchers can act on it: `launch/run
-/// --max-restarts` retries a runtime failure but not bad input or divergence.
+/// --max-restarts` retries a runtime failure or a stalled job but not bad input or divergence.
 public enum ExitStatus: Int32, Sendable, CaseIterable {
     /// Done, or stopped by a signal after writing its checkpoint.
     case success = 0
-    /// A runtime failure: I/O, MPI, replicas drifting apart, a checkpoint that could not be written.
+    /// A runtime failure: I/O (a checkpoint, metrics line or other file that could not be
+    /// written), MPI, replicas drifting apart.
     case failure = 1
     /// Bad input: a flag, file or value (flags the argument parser rejects included).
     case usage = 2
-    /// Training diverged (a non-finite loss or gradient, or a loss that stays above its start).
+    /// Training diverged (a non-finite loss, gradient or parameter, or a loss that stays above its start).
     case diverged = 3
+    /// A collective made no progress for --collective-timeout seconds (a rank stopped, hung or
+    /// unreachable): the watchdog aborted the job, naming the rank and the collective.
+    case stalled = 4
 
     /// One line per status, for `--help` and the README.
     public static let summary = """
         Exit status: 0 done (or stopped by a signal after checkpointing), 1 runtime failure \
-        (I/O, MPI, replica drift; worth a restart), 2 bad flag, file or value (the message names \
-        it), 3 diverged — the same on one rank and on N.
+        (I/O — something was not written —, MPI, replica drift; worth a restart), 2 bad flag, file \
+        or value (the message names it), 3 diverged, 4 a collective stalled (a rank stopped \
+        responding; worth a restart) — the same on one rank and on N.
         """
 }
 

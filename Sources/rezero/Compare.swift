@@ -16,6 +16,7 @@ struct Compare: ParsableCommand {
     @OptionGroup var training: TrainingOptions
     @OptionGroup var cadence: RunOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var watchdog: WatchdogOptions
     @Option(help: "Comma-separated runs.") var runs: String = Comparison.defaultRuns.map(\.name).joined(separator: ",")
     @Option(help: "Target validation bits/byte for the steps-to-target column.") var target: Double = 2.0
     @Option(name: .customLong("lr-grid"), help: "Comma-separated learning rates: every run trains at each and the table shows its best (fewest steps to --target, then lowest final validation bits/byte), so that every row is tuned on the same grid (default: --lr alone).")
@@ -35,7 +36,7 @@ struct Compare: ParsableCommand {
     }
 
     func run() throws {
-        runJob(threads: threads) { collective in
+        runJob(threads: threads, collectiveTimeout: watchdog.collectiveTimeout) { collective in
             let say = rootPrinter(collective)
             let specs = try runs.split(separator: ",").map { try Comparison.Run(parsing: String($0)) }
             let directory = out ?? "runs/compare-" + Train.timestamp()

@@ -22,7 +22,12 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size \(batchSize): must be at least 1") }
-        guard bytes >= 0 else { throw ValidationError("--bytes \(bytes): must be non-negative") }
+        guard batchSize <= TrainingConfig.maximumBatch else {
+            throw ValidationError("--batch-size \(batchSize): must be at most \(TrainingConfig.maximumBatch)")
+        }
+        guard bytes == 0 || bytes >= 2 else {
+            throw ValidationError("--bytes \(bytes): must be 0 (the whole split) or at least 2 (a scored byte needs one before it)")
+        }
         guard evalContext >= 0 else { throw ValidationError("--eval-context \(evalContext): must be at least 0") }
     }
 
@@ -33,7 +38,7 @@ struct Eval: ParsableCommand {
             let corpus = try Corpus.recorded(path: data ?? loaded.config.data)
             try corpus.validate(sequence: 1)
             try Corpus.validate(evalContext: evalContext, sequence: loaded.config.model.seqLen)
-            let model = try loaded.model()
+            let model = try loaded.model(batch: batchSize)
             let start = ContinuousClock.now
             let limit = bytes > 0 ? bytes : nil
             let evaluator = Evaluator(model: model, corpus: corpus, collective: collective, batch: batchSize,

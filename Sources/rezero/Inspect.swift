@@ -18,12 +18,12 @@ struct Inspect: ParsableCommand {
             print(String(format: "layers.%d.alpha = %.9g", l, loaded.file.values(spec.name)![0]))
         }
         print("tensors:")
-        for name in loaded.file.names {
-            let v = loaded.file.values(name)!
+        for entry in loaded.file.entries {
+            let v = loaded.file.values(entry.name)!
             let mean = v.reduce(0.0) { $0 + Double($1) } / Double(max(v.count, 1))
             let rms = (v.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(v.count, 1))).squareRoot()
-            print(String(format: "  %-36@ F32 %-12@ mean %+.6e  rms %.6e", name as NSString,
-                         "\(loaded.file.shapes[name]!)" as NSString, mean, rms))
+            print(String(format: "  %-36@ F32 %-12@ mean %+.6e  rms %.6e", entry.name as NSString,
+                         "\(entry.shape)" as NSString, mean, rms))
         }
         if let values {
             guard let v = loaded.file.values(values) else {

@@ -104,6 +104,17 @@ struct RunOptions: ParsableArguments {
     }
 }
 
+/// `--collective-timeout`: when the collective watchdog gives up on a silent rank.
+struct WatchdogOptions: ParsableArguments {
+    @Option(name: .customLong("collective-timeout"), help: ArgumentHelp("Seconds a collective may make no progress before the ranks are probed; a rank that does not answer (stopped, hung, unreachable) aborts the job with exit status \(ExitStatus.stalled.rawValue) (default: \(Int(Watchdog.defaultTimeout)), or 20 × the slowest step if longer).", valueName: "seconds")) var collectiveTimeout: Double?
+
+    func validate() throws {
+        if let collectiveTimeout, !(collectiveTimeout > 0 && collectiveTimeout.isFinite) {
+            throw ValidationError("--collective-timeout \(collectiveTimeout): must be a positive number of seconds")
+        }
+    }
+}
+
 /// `--threads`: the threads of each rank.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Threads of each rank (default: $OPENBLAS_NUM_THREADS, else cores on this node / ranks on this node). Training splits the rank's micro-batch over this many workers, each with single-threaded BLAS; a micro-batch smaller than that gets one worker per sequence, and a single sequence one worker with this many BLAS threads.") var threads: Int?

@@ -49,7 +49,7 @@ struct Rezero: ParsableCommand {
             if code == .success || error is ExitCode { exit(withError: error) }
             // The parser's rejections are bad input like any other: 2, not ArgumentParser's 64.
             let message = code == .validationFailure ? fullMessage(for: error) : "error: \(error)"
-            if launchedAsRankZero { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            if launchedAsRankZero { printError(message) }
             Foundation.exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus(for: error).rawValue)
         }
     }

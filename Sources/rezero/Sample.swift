@@ -26,7 +26,7 @@ struct Sample: ParsableCommand {
             } else {
                 try CheckpointDirectory(runDir!).latestValid { print($0) }
             }
-            let model = try loaded.model()
+            let model = try loaded.model(batch: 1)
             let bytes = try Sampler.generate(model: model, prompt: Array(prompt.utf8), count: length,
                                              temperature: temperature, seed: seed)
             print(prompt + String(decoding: bytes, as: UTF8.self))

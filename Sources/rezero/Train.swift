@@ -15,9 +15,11 @@ struct Train: ParsableCommand {
     @OptionGroup var model: ModelOptions<TrainingDefaults>
     @OptionGroup var training: TrainingOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var watchdog: WatchdogOptions
     @Option(name: .customLong("run-dir"), help: "Run directory (default: runs/<timestamp>; with --resume PATH, the checkpoint's directory).") var runDir: String?
     @OptionGroup var cadence: RunOptions
     @Option(help: ArgumentHelp("Resume from a checkpoint: bare --resume takes the newest valid one in --run-dir (starting fresh if it has none); --resume PATH takes that file.", valueName: "path")) var resume: String?
+    @Flag(name: .customLong("allow-data-change"), help: "Resume on a corpus other than the checkpoint's (by size and hash of its bytes); without it that is an error.") var allowDataChange = false
     @Flag(help: "Single-threaded, and stops at the first NaN/Inf activation or gradient, naming tensor, layer and step (exit 3).") var debug = false
 
     func validate() throws {
@@ -28,7 +30,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         StopSignal.install()
-        runJob(threads: threads, debug: debug) { collective in
+        runJob(threads: threads, collectiveTimeout: watchdog.collectiveTimeout, debug: debug) { collective in
             try train(collective, say: rootPrinter(collective)).exitStatus
         }
     }
@@ -50,6 +52,15 @@ struct Train: ParsableCommand {
         }
         // A new run takes --data, else data/enwik8, else the built-in corpus; a resumed run keeps its own.
         let corpus = checkpoint == nil ? try Corpus.forNewRun(path: config.data) : try Corpus.recorded(path: config.data)
+        if let checkpoint, checkpoint.corpus == nil {
+            say("checkpoint \(checkpoint.path) (format version 2) does not record its corpus: not checking that it was \(corpus.identity)")
+        }
+        if let checkpoint, let recorded = checkpoint.corpus, !corpus.identity.sameBytes(as: recorded) {
+            guard allowDataChange else {
+                throw RezeroError.usage("--data: \(corpus.identity) is not the corpus checkpoint \(checkpoint.path) was trained on, \(recorded); pass --allow-data-change to resume on it anyway")
+            }
+            say("--allow-data-change: resuming on \(corpus.identity) instead of \(recorded)")
+        }
         if let h = corpus.entropyRate {
             say(String(format: "no --data and no data/enwik8: training on the built-in synthetic corpus (%d bytes, entropy rate %.4f bits/byte)", corpus.bytes.count, h))
         } else {

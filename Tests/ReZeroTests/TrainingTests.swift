@@ -140,10 +140,11 @@ final class TrainingTests: XCTestCase {
         let trainer = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local, debug: true)
         let qkv = trainer.model.layout.tensor(named: "layers.1.attn.qkv.weight")!
         trainer.model.parameters[qkv.offset] = .nan
-        XCTAssertThrowsError(try trainer.step()) { error in
-            let message = "\(error)"
-            XCTAssertTrue(message.contains("attn.qkv") && message.contains("layer 1") && message.contains("step 1"), message)
-        }
+        let result = try trainer.step()
+        XCTAssertFalse(result.applied, "a step with a non-finite value is not applied")
+        XCTAssertEqual(trainer.state.step, 0)
+        let message = try XCTUnwrap(result.nonFinite?.description)
+        XCTAssertTrue(message.contains("attn.qkv") && message.contains("layer 1") && message.contains("step 1"), message)
     }
 
     func testNonFiniteLossStopsTrainingAsDiverged() throws {
@@ -176,6 +177,38 @@ final class TrainingTests: XCTestCase {
         expected.model.activation = ModelConfig().activation
         XCTAssertEqual(decoded, expected)
         XCTAssertThrowsError(try TrainingConfig.decode(json: #"{"model": {"layers": "four"}}"#))
+    }
+
+    /// A model can hold a non-finite value while the loss and gradient stay finite (here an
+    /// infinite second moment, which freezes its parameter): no checkpoint is written with it,
+    /// `latest` keeps naming the last finite one, and the run ends as diverged. A file holding
+    /// one is refused by the loader.
+    func testNoCheckpointHoldsANonFiniteValue() throws {
+        let dir = Paths.temporaryDirectory("nonfinite")
+        var config = smallConfig()
+        config.steps = 2
+        config.checkpointEvery = 1
+        let first = try Trainer(config: config, corpus: Self.corpus, collective: .local)
+        XCTAssertEqual(try TrainingRun(trainer: first, runDirectory: dir, log: { _ in }).run().status, .completed)
+        let good = try CheckpointDirectory(dir).latestValid { XCTFail($0) }
+        config.steps = 6
+        let resumed = try Trainer(config: config, corpus: Self.corpus, collective: .local, resume: good)
+        let bias = resumed.model.layout.headBias
+        resumed.optimizer.secondMoment[bias] = .infinity
+        let summary = try TrainingRun(trainer: resumed, runDirectory: dir, resumedAt: 2, log: { _ in }).run()
+        XCTAssertEqual(summary.status, .diverged)
+        XCTAssertTrue(summary.message?.contains("optim.v.head.bias[0] = inf") ?? false, summary.message ?? "")
+        XCTAssertEqual(summary.step, 3)
+        XCTAssertEqual(CheckpointDirectory(dir).latestName, URL(fileURLWithPath: good.path).lastPathComponent)
+        XCTAssertEqual(CheckpointDirectory(dir).checkpoints().map { URL(fileURLWithPath: $0).lastPathComponent },
+                       ["ckpt-00000001.safetensors", "ckpt-00000002.safetensors"])
+
+        let poisoned = Checkpoint.encode(config: resumed.config, state: resumed.state, corpus: Self.corpus.identity,
+                                         layout: resumed.model.layout, parameters: resumed.model.parameters,
+                                         optimizer: resumed.optimizer)
+        XCTAssertThrowsError(try Checkpoint.decode(poisoned, path: "poisoned")) {
+            XCTAssertTrue("\($0)".contains("tensor optim.v.head.bias holds a non-finite value at element 0"), "\($0)")
+        }
     }
 
     func testInvalidConfigurationsNameTheFlag() {
@@ -227,7 +260,8 @@ final class TrainingTests: XCTestCase {
 
         let first = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         for _ in 0..<4 { try first.step() }
-        let directory = try RunDirectory(path: dir, config: config, resumedAt: nil, warn: { XCTFail($0) })
+        let directory = try RunDirectory(path: dir, config: config, corpus: Self.corpus.identity, resumedAt: nil,
+                                         warn: { XCTFail($0) })
         let loaded = try Checkpoint.load(path: directory.saveCheckpoint(first, validBpb: nil))
         XCTAssertEqual(loaded.state.step, 4)
         let second = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local, resume: loaded)

@@ -106,7 +106,7 @@ final class CheckpointTests: XCTestCase {
         // Wait for a few logged steps, then signal rank 1 only.
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, ((try? lossLines(dir + "/run"))?.count ?? 0) < 5 { usleep(50_000) }
-        let rank1 = try XCTUnwrap(rankProcess(1, marker: dir + "/run"), "rank 1 not found")
+        let rank1 = try XCTUnwrap(rankProcess(1, commandContaining: dir + "/run"), "rank 1 not found")
         kill(rank1, SIGTERM)
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         job.waitUntilExit()
@@ -119,17 +119,6 @@ final class CheckpointTests: XCTestCase {
         _ = try train(ranks: 2, ["--steps", "\(target)", "--run-dir", dir + "/run", "--resume"])
         _ = try train(ranks: 2, ["--steps", "\(target)", "--run-dir", dir + "/whole"])
         try assertByteIdentical(checkpoint(dir + "/whole", step: target), checkpoint(dir + "/run", step: target))
-    }
-
-    /// The pid of the given MPI rank of the job whose command line contains `marker`.
-    func rankProcess(_ rank: Int, marker: String) -> pid_t? {
-        let result = try? runProcess("/usr/bin/pgrep", ["-f", "rezero train.*" + marker])
-        for pid in (result?.stdout ?? "").split(separator: "\n").compactMap({ pid_t($0) }) {
-            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
-            let variables = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
-        }
-        return nil
     }
 
     /// SIGKILL at arbitrary moments of a run that checkpoints every step (so most of its time is

@@ -157,6 +157,22 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(out.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "30 \(Double(alpha)) (48, 16) 16")
     }
 
+    /// At a temperature near 0, sampling is greedy decoding: p^(1/τ) underflows for every byte,
+    /// so the distribution is computed from log-probabilities.
+    func testSamplingAtLowTemperatureIsGreedy() throws {
+        let dir = Paths.temporaryDirectory("temperature")
+        let train = try rezero(["train"] + Self.tiny + ["--steps", "30", "--eval-every", "0", "--run-dir", dir])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        func sample(_ temperature: String) throws -> String {
+            let result = try rezero(["sample", "--run-dir", dir, "--prompt", "the ", "--length", "60", "--temperature", temperature])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result.stdout
+        }
+        let greedy = try sample("0")
+        XCTAssertEqual(try sample("0.0001"), greedy)
+        XCTAssertEqual(try sample("1e-30"), greedy)
+    }
+
     func testGradcheckCommandPassesForAllVariants() throws {
         let result = try rezero(["gradcheck"])
         XCTAssertEqual(result.status, 0, result.stdout)

@@ -104,6 +104,17 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// MPI counts are 32-bit: a buffer longer than one call may carry goes out in several. With
+    /// calls of at most 1000 elements, a million-float all-reduce and broadcast stay exact.
+    func testTransfersLongerThanOneCallAreSplitExactly() throws {
+        for ranks in [2, 4] {
+            let result = try mpirun(ranks, ["check-allreduce", "--chunk", "1000"])
+            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+            XCTAssertTrue(result.stdout.contains("over \(ranks) rank(s) of 1000003 floats: 0 wrong"), result.stdout)
+            XCTAssertTrue(result.stdout.contains("of 4000012 bytes in calls of at most 1000: 0 wrong"), result.stdout)
+        }
+    }
+
     func testBatchThatDoesNotDivideIsAnError() throws {
         let result = try mpirun(4, ["train"] + Self.model + ["--batch-size", "6", "--steps", "1", "--run-dir",
                                                              Paths.temporaryDirectory("divide")])

@@ -18,7 +18,12 @@ public enum Paths {
         return packageRoot.appendingPathComponent(".build/release/rezero").path
     }
 
-    public static func launch(_ script: String) -> String { packageRoot.appendingPathComponent("launch/" + script).path }
+    /// A script of launch/, or of $REZERO_LAUNCH (another checkout's launch/ directory, to show
+    /// that a test fails with older scripts).
+    public static func launch(_ script: String) -> String {
+        let directory = ProcessInfo.processInfo.environment["REZERO_LAUNCH"] ?? packageRoot.appendingPathComponent("launch").path
+        return directory + "/" + script
+    }
 
     /// A fresh, empty directory for one test.
     public static func temporaryDirectory(_ name: String) -> String {
@@ -109,4 +114,66 @@ public func worstTensorDifference(_ a: [String: [Float]], _ b: [String: [Float]]
         if relative > worst.1 { worst = (name, relative) }
     }
     return worst
+}
+
+/// A process left running in the background, its output going to a file, for tests that signal
+/// it or wait for it with a deadline.
+public final class BackgroundProcess {
+    public let process = Process()
+    public let outputPath: String
+
+    public init(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+                output: String, directory: String? = nil) throws {
+        outputPath = output
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["PMIX_MCA_gds": "hash"].merging(extra) { $1 }) { $1 }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let file = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardOutput = file
+        process.standardError = file
+        try process.run()
+    }
+
+    public var pid: pid_t { process.processIdentifier }
+    public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Waits up to `seconds` for the process to end; false if it still runs.
+    public func wait(seconds: Double) -> Bool {
+        waitUntil(seconds: seconds) { !process.isRunning }
+    }
+}
+
+/// Polls `condition` every 50 ms for up to `seconds`; whether it came true.
+@discardableResult
+public func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline { return false }
+        usleep(50_000)
+    }
+    return true
+}
+
+/// The pids of processes whose command line contains `marker` (a test's own run directory), so
+/// that a test only ever signals processes it started.
+public func processes(commandContaining marker: String) -> [pid_t] {
+    let result = try? runProcess("/usr/bin/pgrep", ["-f", marker])
+    return (result?.stdout ?? "").split(separator: "\n").compactMap { pid_t($0) }.filter { $0 != getpid() }
+}
+
+/// The pid of the given MPI rank among the `rezero` processes whose command line contains `marker`.
+public func rankProcess(_ rank: Int, commandContaining marker: String) -> pid_t? {
+    for pid in processes(commandContaining: "rezero.* train.*" + marker) {
+        guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+        let variables = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
+    }
+    return nil
+}
+
+/// The number of records in a metrics.jsonl (0 when it does not exist yet).
+public func metricsRecords(_ runDirectory: String) -> Int {
+    ((try? String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count
 }

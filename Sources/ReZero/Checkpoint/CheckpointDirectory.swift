@@ -28,19 +28,40 @@ public struct CheckpointDirectory {
         return files.map { ($0, written($0)) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
     }
 
-    /// After a checkpoint is safely on disk: point `latest` at it (atomically) and prune to the
-    /// newest `keep` plus the best by validation bits per byte.
-    public func commit(_ checkpoint: String, validBitsPerByte: Double?, keep: Int) throws {
-        try AtomicFile.write(Data((URL(fileURLWithPath: checkpoint).lastPathComponent + "\n").utf8), to: latestPointer)
+    /// After a checkpoint is safely on disk: point `latest` at it (atomically), record its
+    /// validation bits per byte (or forget a stale one, when it was rewritten without), and prune
+    /// to the newest `keep` plus the best. If `latest` cannot be written, the new file is removed
+    /// and the error thrown: `latest` still names the previous checkpoint. Returns the problem, if
+    /// any, of the index, whose loss leaves the checkpoint committed.
+    public func commit(_ checkpoint: String, validBitsPerByte: Double?, keep: Int) throws -> String? {
+        let name = URL(fileURLWithPath: checkpoint).lastPathComponent
+        if latestName != name {
+            do {
+                try AtomicFile.write(Data((name + "\n").utf8), to: latestPointer)
+            } catch {
+                try? FileManager.default.removeItem(atPath: checkpoint)
+                throw error
+            }
+        }
         var index = readIndex()
-        if let validBitsPerByte { index[URL(fileURLWithPath: checkpoint).lastPathComponent] = validBitsPerByte }
+        index[name] = validBitsPerByte
         let all = checkpoints()
         let best = index.filter { name, _ in all.contains(path + "/" + name) }.min { $0.value < $1.value }?.key
         for file in all.dropLast(keep) where URL(fileURLWithPath: file).lastPathComponent != best {
             try? FileManager.default.removeItem(atPath: file)
             index[URL(fileURLWithPath: file).lastPathComponent] = nil
         }
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: index, options: [.sortedKeys]), to: indexPath)
+        do {
+            try AtomicFile.write(try JSONSerialization.data(withJSONObject: index, options: [.sortedKeys]), to: indexPath)
+        } catch {
+            return "checkpoints.json not updated for \(name) (\(error)); --keep may prune by stale bits/byte"
+        }
+        return nil
+    }
+
+    /// The checkpoint `latest` names, if any.
+    var latestName: String? {
+        (try? String(contentsOfFile: latestPointer, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private func readIndex() -> [String: Double] {
@@ -53,8 +74,8 @@ public struct CheckpointDirectory {
     /// skipped is reported through `warn`.
     public func latestValid(warn: (String) -> Void) throws -> Checkpoint.Loaded {
         var candidates = checkpoints().reversed().map { $0 }
-        if let named = try? String(contentsOfFile: latestPointer, encoding: .utf8) {
-            let pointed = path + "/" + named.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let named = latestName {
+            let pointed = path + "/" + named
             candidates.removeAll { $0 == pointed }
             candidates.insert(pointed, at: 0)
         }

@@ -35,4 +35,16 @@ public enum JSONCoding {
     public static func decode<T: Decodable>(_ type: T.Type, from json: String) throws -> T {
         try decoder().decode(type, from: Data(json.utf8))
     }
+
+    /// Decodes a value whose keys the JSON may lack, each taking its value in `defaults` (nested
+    /// objects key by key): a configuration or state written before a field existed reads as it was.
+    public static func decode<T: Codable>(_ type: T.Type, from json: String, defaults: T) throws -> T {
+        let stored = try JSONSerialization.jsonObject(with: Data(json.utf8))
+        let base = try JSONSerialization.jsonObject(with: Data(string(defaults).utf8))
+        func overlay(_ value: Any, on base: Any) -> Any {
+            guard let value = value as? [String: Any], let base = base as? [String: Any] else { return value }
+            return base.merging(value) { overlay($1, on: $0) }
+        }
+        return try decoder().decode(type, from: JSONSerialization.data(withJSONObject: overlay(stored, on: base)))
+    }
 }

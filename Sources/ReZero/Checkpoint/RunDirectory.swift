@@ -2,21 +2,36 @@ import Foundation
 
 /// Everything a run writes, in one directory (rank 0 only): config.json, metrics.jsonl,
 /// summary.json, and the checkpoints with `latest` and checkpoints.json (`CheckpointDirectory`).
+/// One job at a time: the run holds an exclusive lock on the directory's `lock` file.
+///
+/// No write traps: each goes through write(2) and a failure is reported once and remembered in
+/// `lost`, which summary.json repeats and which makes the run exit 1.
 public final class RunDirectory {
     public let path: String
     public let checkpoints: CheckpointDirectory
+    private let lock: RunDirectoryLock
     private let metrics: AppendingFile
-    /// Reports a failed write once; training goes on where that is safe.
+    private let corpus: CorpusIdentity
     private let warn: (String) -> Void
-    private var metricsFailed = false
+    /// Metrics records that could not be appended: the first one's step, how many, why.
+    private var metricsLost: (step: Int, count: Int, problem: String)?
+    private var otherLosses: [String] = []
 
     public var metricsPath: String { path + "/metrics.jsonl" }
     public var summaryPath: String { path + "/summary.json" }
 
-    /// Creates the directory if needed and writes config.json. A fresh run starts metrics.jsonl
-    /// anew; a run resumed at step `resumedAt` keeps the records up to that step.
-    public init(path: String, config: TrainingConfig, resumedAt: Int?, warn: @escaping (String) -> Void) throws {
+    /// What the run failed to write, one line each; empty when every file is complete.
+    var lost: [String] {
+        let metrics = metricsLost.map { "metrics.jsonl: \($0.count) record(s) from step \($0.step) on (\($0.problem))" }
+        return (metrics.map { [$0] } ?? []) + otherLosses
+    }
+
+    /// Creates the directory if needed, locks it, and writes config.json. A fresh run starts
+    /// metrics.jsonl anew; a run resumed at step `resumedAt` keeps the records up to that step.
+    public init(path: String, config: TrainingConfig, corpus: CorpusIdentity, resumedAt: Int?,
+                warn: @escaping (String) -> Void) throws {
         self.path = path
+        self.corpus = corpus
         self.warn = warn
         checkpoints = CheckpointDirectory(path)
         do {
@@ -24,23 +39,34 @@ public final class RunDirectory {
         } catch {
             throw RezeroError.usage("--run-dir \(path): cannot create the directory (\(error.localizedDescription))")
         }
+        lock = try RunDirectoryLock(directory: path, warn: warn)
         checkpoints.removeInterruptedWrites()
         try AtomicFile.write(Data((config.json(pretty: true) + "\n").utf8), to: path + "/config.json")
+        let metricsPath = path + "/metrics.jsonl"
         var kept = Data()
-        if let resumedAt, let records = try? MetricsLog.read(path + "/metrics.jsonl") {
+        if let resumedAt, let records = try? MetricsLog.read(metricsPath) {
             for record in records where record.step <= resumedAt { kept.append(MetricsLog.line(record)) }
         }
-        try AtomicFile.write(kept, to: path + "/metrics.jsonl")
-        metrics = try AppendingFile(path: path + "/metrics.jsonl")
+        try AtomicFile.write(kept, to: metricsPath)
+        metrics = try AppendingFile(path: metricsPath)
     }
 
     public func append(_ record: MetricsRecord) {
         do {
             try metrics.append(MetricsLog.line(record))
         } catch {
-            if !metricsFailed { warn("warning: \(error); metrics of later steps may be missing") }
-            metricsFailed = true
+            if let lost = metricsLost {
+                metricsLost!.count = lost.count + 1
+            } else {
+                warn("warning: \(error); training goes on, but metrics records are being lost")
+                metricsLost = (record.step, 1, "\(error)")
+            }
         }
+    }
+
+    /// Reports a file (or part of one) that could not be written.
+    func recordLoss(_ what: String) {
+        otherLosses.append(what)
     }
 
     public func writeSummary(_ summary: TrainingSummary) throws {
@@ -48,12 +74,51 @@ public final class RunDirectory {
     }
 
     /// Writes the trainer's checkpoint for its current step, points `latest` at it and prunes to
-    /// `config.keep` (plus the best by validation bits/byte). Returns its path.
+    /// `config.keep` (plus the best by validation bits/byte). Returns its path. A checkpoint that
+    /// cannot be written or pointed at leaves `latest` and the checkpoint it names untouched; an
+    /// index that cannot be updated is recorded as lost.
     public func saveCheckpoint(_ trainer: Trainer, validBpb: Double?) throws -> String {
         let file = path + String(format: "/ckpt-%08d.safetensors", trainer.state.step)
-        try Checkpoint.save(path: file, config: trainer.config, state: trainer.state, layout: trainer.model.layout,
-                            parameters: trainer.model.parameters, optimizer: trainer.optimizer)
-        try checkpoints.commit(file, validBitsPerByte: validBpb, keep: trainer.config.keep)
+        try Checkpoint.save(path: file, config: trainer.config, state: trainer.state, corpus: corpus,
+                            layout: trainer.model.layout, parameters: trainer.model.parameters, optimizer: trainer.optimizer)
+        if let problem = try checkpoints.commit(file, validBitsPerByte: validBpb, keep: trainer.config.keep) {
+            warn("warning: \(problem)")
+            recordLoss(problem)
+        }
         return file
     }
+}
+
+/// An exclusive flock(2) on `<run directory>/lock`, which names its holder. The kernel releases it
+/// when the process ends however it ends, so a crashed run never blocks its restart.
+private final class RunDirectoryLock {
+    private let descriptor: Int32
+
+    init(directory: String, warn: (String) -> Void) throws {
+        let path = directory + "/lock"
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw RezeroError.failure("--run-dir \(directory): cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let problem = errno
+            if problem != EWOULDBLOCK {
+                // Some file systems have no flock; the run goes on unguarded rather than not at all.
+                warn("warning: cannot lock \(path) (\(String(cString: strerror(problem)))); nothing stops another job from writing \(directory) at the same time")
+                return
+            }
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            close(descriptor)
+            throw RezeroError.usage("--run-dir \(directory) is in use by another job (\(holder.flatMap { $0.isEmpty ? nil : $0 } ?? "holder unknown")); wait for it to end or choose another --run-dir")
+        }
+        var host = [UInt8](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let hostName = String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
+        let holder = "pid \(getpid()) on \(hostName), since \(ISO8601DateFormatter().string(from: Date()))\n"
+        // The lock holds whether or not the note can be written (a full disk).
+        _ = ftruncate(descriptor, 0)
+        _ = AtomicFile.writeAll(descriptor, Data(holder.utf8))
+    }
+
+    deinit { close(descriptor) }
 }

@@ -20,19 +20,33 @@ public enum SafeTensors {
         public var description: String { "\(path): \(problem)" }
     }
 
+    /// A tensor's place in a file: its shape and the bytes it occupies in the data section.
+    public struct Entry: Equatable, Sendable {
+        public let name: String
+        public let shape: [Int]
+        public let range: Range<Int>
+    }
+
+    /// Where `tensors` go when written in the given order: one after the other from byte 0.
+    static func entries(_ tensors: [Tensor]) -> [Entry] {
+        var offset = 0
+        return tensors.map { t in
+            defer { offset += t.values.count * 4 }
+            return Entry(name: t.name, shape: t.shape, range: offset..<(offset + t.values.count * 4))
+        }
+    }
+
     /// Serializes tensors (in the given order) and metadata into one buffer.
     public static func encode(_ tensors: [Tensor], metadata: [String: String]) -> Data {
         var header: [String: Any] = ["__metadata__": metadata]
-        var offset = 0
-        for t in tensors {
-            let bytes = t.values.count * 4
-            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]]
-            offset += bytes
+        let entries = entries(tensors)
+        for e in entries {
+            header[e.name] = ["dtype": "F32", "shape": e.shape, "data_offsets": [e.range.lowerBound, e.range.upperBound]]
         }
         var json = try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
-        var out = Data(capacity: 8 + json.count + offset)
+        var out = Data(capacity: 8 + json.count + (entries.last?.range.upperBound ?? 0))
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
         for t in tensors {
@@ -45,45 +59,69 @@ public enum SafeTensors {
     public struct File {
         public let path: String
         public let metadata: [String: String]
-        public let shapes: [String: [Int]]
-        public let names: [String]
-        let ranges: [String: Range<Int>]
+        /// Every tensor, in the order of their data.
+        public let entries: [Entry]
+        private let index: [String: Int]
         /// The data section (after the header).
         public let data: Data
 
+        init(path: String, metadata: [String: String], entries: [Entry], data: Data) {
+            self.path = path
+            self.metadata = metadata
+            self.entries = entries
+            index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
+            self.data = data
+        }
+
+        public var names: [String] { entries.map(\.name) }
+
+        public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }
+
         public func values(_ name: String) -> [Float]? {
-            guard let r = ranges[name] else { return nil }
-            return data[data.startIndex + r.lowerBound..<data.startIndex + r.upperBound]
-                .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            guard let e = entry(name) else { return nil }
+            return [Float](unsafeUninitializedCapacity: e.range.count / 4) { buffer, count in
+                data.withUnsafeBytes { raw in
+                    UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: raw.baseAddress! + e.range.lowerBound,
+                                                                            byteCount: e.range.count)
+                }
+                count = e.range.count / 4
+            }
         }
 
         /// Copies a tensor into `destination`, checking its shape.
         public func copy(_ name: String, shape: [Int], into destination: UnsafeMutablePointer<Float>) throws {
-            guard let r = ranges[name], let s = shapes[name] else {
-                throw FormatError(path: path, problem: "tensor \(name) is missing")
-            }
-            guard s == shape else {
-                throw FormatError(path: path, problem: "tensor \(name) has shape \(s), expected \(shape)")
+            guard let e = entry(name) else { throw FormatError(path: path, problem: "tensor \(name) is missing") }
+            guard e.shape == shape else {
+                throw FormatError(path: path, problem: "tensor \(name) has shape \(e.shape), expected \(shape)")
             }
             data.withUnsafeBytes { raw in
-                UnsafeMutableRawPointer(destination).copyMemory(from: raw.baseAddress! + r.lowerBound, byteCount: r.count)
+                UnsafeMutableRawPointer(destination).copyMemory(from: raw.baseAddress! + e.range.lowerBound, byteCount: e.range.count)
             }
         }
     }
 
     public static func read(path: String) throws -> File {
+        try decode(readBytes(path: path), path: path)
+    }
+
+    static func readBytes(path: String) throws -> Data {
         guard let bytes = FileManager.default.contents(atPath: path) else {
             throw FormatError(path: path, problem: FileManager.default.fileExists(atPath: path)
                               ? "cannot be read" : "no such file")
         }
-        return try decode(bytes, path: path)
+        return bytes
     }
 
+    /// The largest header accepted (the reference implementation's limit).
+    static let maximumHeaderLength = 100_000_000
+
+    /// Parses a file, checking its structure: a JSON header of F32 tensors whose data, 4-byte
+    /// aligned, tiles the data section exactly (sorted, contiguous, nothing outside, no gap).
     public static func decode(_ bytes: Data, path: String) throws -> File {
         func fail(_ problem: String) -> FormatError { FormatError(path: path, problem: problem) }
         guard bytes.count >= 8 else { throw fail("too short (\(bytes.count) bytes) to be a safetensors file") }
         let headerLength = bytes.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard headerLength >= 2, headerLength <= UInt64(bytes.count - 8) else {
+        guard headerLength >= 2, headerLength <= UInt64(Swift.min(bytes.count - 8, maximumHeaderLength)) else {
             throw fail("header length \(headerLength) does not fit in a \(bytes.count)-byte file: not a safetensors file, or truncated")
         }
         let headerBytes = bytes[bytes.startIndex + 8..<bytes.startIndex + 8 + Int(headerLength)]
@@ -91,31 +129,53 @@ public enum SafeTensors {
               let header = try? JSONSerialization.jsonObject(with: headerBytes) as? [String: Any] else {
             throw fail("header is not a JSON object: not a safetensors file")
         }
-        let data = bytes.suffix(from: bytes.startIndex + 8 + Int(headerLength))
+        let data = Data(bytes.suffix(from: bytes.startIndex + 8 + Int(headerLength)))
         var metadata: [String: String] = [:]
         if let m = header["__metadata__"] {
             guard let strings = m as? [String: String] else { throw fail("__metadata__ is not a map of strings") }
             metadata = strings
         }
-        var shapes: [String: [Int]] = [:], ranges: [String: Range<Int>] = [:]
-        for (name, entry) in header where name != "__metadata__" {
-            guard let e = entry as? [String: Any], let dtype = e["dtype"] as? String,
+        var entries: [Entry] = []
+        for (name, value) in header where name != "__metadata__" {
+            guard let e = value as? [String: Any], let dtype = e["dtype"] as? String,
                   let shape = e["shape"] as? [Int], let offsets = e["data_offsets"] as? [Int], offsets.count == 2
-            else { throw fail("entry for tensor \(name) is malformed") }
+            else { throw fail("entry for tensor \(name) is malformed (dtype, shape and data_offsets must be a string and integers)") }
             guard dtype == "F32" else { throw fail("tensor \(name) has dtype \(dtype); only F32 is supported") }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name) has a negative dimension in shape \(shape)") }
-            let expected = shape.reduce(1, *) * 4
-            guard offsets[0] >= 0, offsets[1] - offsets[0] == expected else {
+            guard let bytes = byteCount(shape) else { throw fail("tensor \(name) has shape \(shape), too large to address") }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] - offsets[0] == bytes else {
                 throw fail("tensor \(name) has data_offsets \(offsets) that do not match its shape \(shape)")
             }
+            guard offsets[0] % 4 == 0 else { throw fail("tensor \(name) starts at byte \(offsets[0]), not 4-byte aligned") }
             guard offsets[1] <= data.count else {
                 throw fail("tensor \(name) ends at byte \(offsets[1]) of a \(data.count)-byte data section: file truncated")
             }
-            shapes[name] = shape
-            ranges[name] = offsets[0]..<offsets[1]
+            entries.append(Entry(name: name, shape: shape, range: offsets[0]..<offsets[1]))
         }
-        let names = ranges.keys.sorted { ranges[$0]!.lowerBound < ranges[$1]!.lowerBound }
-        return File(path: path, metadata: metadata, shapes: shapes, names: names, ranges: ranges, data: Data(data))
+        entries.sort { ($0.range.lowerBound, $0.range.upperBound, $0.name) < ($1.range.lowerBound, $1.range.upperBound, $1.name) }
+        var end = 0
+        for e in entries {
+            guard e.range.lowerBound == end else {
+                throw fail(e.range.lowerBound < end ? "tensor \(e.name) overlaps the tensor before it (data_offsets from \(e.range.lowerBound))"
+                           : "bytes \(end)..<\(e.range.lowerBound) of the data section belong to no tensor")
+            }
+            end = e.range.upperBound
+        }
+        guard end == data.count else {
+            throw fail("the data section has \(data.count) bytes but its tensors end at byte \(end)")
+        }
+        return File(path: path, metadata: metadata, entries: entries, data: data)
+    }
+
+    /// 4 × the product of the dimensions, or nil if that overflows.
+    static func byteCount(_ shape: [Int]) -> Int? {
+        var count = 4
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            if overflow { return nil }
+            count = product
+        }
+        return count
     }
 }
 

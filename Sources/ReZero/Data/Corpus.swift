@@ -11,11 +11,13 @@ public struct Corpus: Sendable {
     public let bytes: [UInt8]
     /// The entropy rate of the source in bits per byte, when it is known exactly (synthetic corpus).
     public let entropyRate: Double?
+    public let identity: CorpusIdentity
 
     public init(name: String, bytes: [UInt8], entropyRate: Double? = nil) {
         self.name = name
         self.bytes = bytes
         self.entropyRate = entropyRate
+        identity = CorpusIdentity(name: name, bytes: bytes)
     }
 
     public func range(_ split: Split) -> Range<Int> { Self.range(split, count: bytes.count) }

@@ -13,6 +13,11 @@ public struct MPIError: Error, CustomStringConvertible {
 
 /// The ranks of one job and the collectives the trainer needs. Without mpirun this is a
 /// one-rank MPI job (a singleton), the single-process debug mode.
+///
+/// Every collective is started non-blocking and completed by `Watchdog.wait`, which notices a
+/// collective that makes no progress (a stopped or unreachable rank) and aborts the job instead
+/// of hanging it. Buffers longer than `chunk` elements go out in several calls, since MPI counts
+/// are 32-bit.
 public final class Collective {
     public let rank: Int
     public let size: Int
@@ -20,6 +25,13 @@ public final class Collective {
     public let ranksOnNode: Int
     fileprivate let world: MPI_Comm
     private let usesMPI: Bool
+    /// Watches the waits of a job of several ranks; nil for one rank, which never waits.
+    let watchdog: Watchdog?
+    /// The most elements one MPI call is given (MPI counts are Int32); `check-allreduce --chunk`
+    /// lowers it to test the splitting.
+    public var chunk = Int(Int32.max)
+    /// Requests of the blocking-style calls, allocated once so that a step allocates nothing.
+    private var requests: [MPI_Request?] = []
 
     public var isRoot: Bool { rank == 0 }
 
@@ -32,10 +44,13 @@ public final class Collective {
         ranksOnNode = 1
         world = rezero_mpi_comm_world()
         usesMPI = false
+        watchdog = nil
     }
 
     /// Initializes MPI once per process; MPI errors are returned as codes, not fatal.
-    public init(mpi: ()) throws {
+    /// - Parameter collectiveTimeout: seconds a collective may wait before the watchdog probes the
+    ///   ranks; nil for the automatic timeout (`Watchdog.defaultTimeout`, scaled with the step time).
+    public init(mpi: (), collectiveTimeout: Double? = nil) throws {
         // TCP transfers of the overlapped all-reduce keep moving between our MPI calls only with
         // the TCP transport's own progress thread (off by default); a user's setting wins.
         setenv("OMPI_MCA_btl_tcp_progress_thread", "1", 0)
@@ -57,18 +72,34 @@ public final class Collective {
         try Self.check("MPI_Comm_size", MPI_Comm_size(node, &nodeSize))
         ranksOnNode = Int(nodeSize)
         MPI_Comm_free(&node)
+        // The watchdog's probes travel on a communicator of their own, so they never match the
+        // trainer's messages.
+        var probes: MPI_Comm? = nil
+        if size > 1 { try Self.check("MPI_Comm_dup", MPI_Comm_dup(world, &probes)) }
+        watchdog = probes.map { [world] in
+            Watchdog(communicator: $0, rank: Int(r), size: Int(s), timeout: collectiveTimeout) { message in
+                Collective.abort(world: world, rank: r, size: s, message, status: .stalled)
+            }
+        }
+        requests.reserveCapacity(64)
     }
 
-    public func finalize() {
-        if usesMPI { MPI_Finalize() }
+    /// Waits (watched) until every rank gets here, then shuts MPI down.
+    public func finalize() throws {
+        guard usesMPI else { return }
+        try barrier()
+        MPI_Finalize()
     }
 
     /// Prints `[rank r] message` to stderr and ends every rank of the job with `status`
     /// (through MPI_Abort, which mpirun passes on as its own exit status).
     public func abort(_ message: String, status: ExitStatus) -> Never {
-        let prefix = size > 1 ? "[rank \(rank)] " : ""
-        FileHandle.standardError.write(Data("\(prefix)\(message)\n".utf8))
-        if usesMPI && size > 1 { MPI_Abort(world, status.rawValue) }
+        Self.abort(world: usesMPI ? world : nil, rank: Int32(rank), size: Int32(size), message, status: status)
+    }
+
+    private static func abort(world: MPI_Comm?, rank: Int32, size: Int32, _ message: String, status: ExitStatus) -> Never {
+        printError((size > 1 ? "[rank \(rank)] " : "") + message)
+        if let world, size > 1 { MPI_Abort(world, status.rawValue) }
         exit(status.rawValue)
     }
 
@@ -77,22 +108,35 @@ public final class Collective {
     /// In-place sum over ranks.
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         guard size > 1 else { return }
-        try Self.check("MPI_Allreduce", MPI_Allreduce(rezero_mpi_in_place(), buffer, Int32(count),
-                                                      rezero_mpi_float(), rezero_mpi_sum(), world))
+        requests.removeAll(keepingCapacity: true)
+        try startSum(buffer, count: count, into: &requests)
+        try watchdog!.wait(&requests, .gradientSum)
     }
 
     public func allReduce(_ values: inout [Double], _ op: ReduceOp) throws {
         guard size > 1 else { return }
         let count = Int32(values.count)
+        requests.removeAll(keepingCapacity: true)
         try values.withUnsafeMutableBufferPointer { buffer in
-            try Self.check("MPI_Allreduce", MPI_Allreduce(rezero_mpi_in_place(), buffer.baseAddress, count,
-                                                          rezero_mpi_double(), op.mpi, world))
+            var request: MPI_Request? = nil
+            try Self.check("MPI_Iallreduce", MPI_Iallreduce(rezero_mpi_in_place(), buffer.baseAddress, count,
+                                                            rezero_mpi_double(), op.mpi, world, &request))
+            requests.append(request)
+            try watchdog!.wait(&requests, .reduction)
         }
     }
 
+    /// Rank `root`'s bytes on every rank.
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0) throws {
         guard size > 1 else { return }
-        try Self.check("MPI_Bcast", MPI_Bcast(buffer, Int32(bytes), rezero_mpi_byte(), Int32(root), world))
+        requests.removeAll(keepingCapacity: true)
+        for start in stride(from: 0, to: bytes, by: chunk) {
+            var request: MPI_Request? = nil
+            try Self.check("MPI_Ibcast", MPI_Ibcast(buffer + start, Int32(Swift.min(chunk, bytes - start)),
+                                                    rezero_mpi_byte(), Int32(root), world, &request))
+            requests.append(request)
+        }
+        try watchdog!.wait(&requests, .broadcast)
     }
 
     /// Rank 0's bytes on every rank.
@@ -107,7 +151,29 @@ public final class Collective {
 
     public func barrier() throws {
         guard size > 1 else { return }
-        try Self.check("MPI_Barrier", MPI_Barrier(world))
+        requests.removeAll(keepingCapacity: true)
+        var request: MPI_Request? = nil
+        try Self.check("MPI_Ibarrier", MPI_Ibarrier(world, &request))
+        requests.append(request)
+        try watchdog!.wait(&requests, .barrier)
+    }
+
+    /// Runs `work` (on rank 0: writing a checkpoint) while the other ranks wait in a collective:
+    /// on a thread of its own, so that this rank keeps answering the watchdog's probes.
+    func busy<T>(_ work: () throws -> T) throws -> T {
+        guard let watchdog else { return try work() }
+        return try watchdog.answeringProbes(while: work)
+    }
+
+    /// Starts the in-place sums of `buffer`, `chunk` elements per MPI call.
+    fileprivate func startSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, into requests: inout [MPI_Request?]) throws {
+        for start in stride(from: 0, to: count, by: chunk) {
+            var request: MPI_Request? = nil
+            try Self.check("MPI_Iallreduce", MPI_Iallreduce(rezero_mpi_in_place(), buffer + start,
+                                                            Int32(Swift.min(chunk, count - start)), rezero_mpi_float(),
+                                                            rezero_mpi_sum(), world, &request))
+            requests.append(request)
+        }
     }
 
     /// In-place sums started one part at a time and completed together: the gradient all-reduce
@@ -125,11 +191,11 @@ public final class Collective {
 
         public func start(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
             guard failure == nil, count > 0 else { return }
-            var request: MPI_Request? = nil
-            let code = MPI_Iallreduce(rezero_mpi_in_place(), buffer, Int32(count), rezero_mpi_float(),
-                                      rezero_mpi_sum(), collective.world, &request)
-            if code != rezero_mpi_success() { failure = MPIError(call: "MPI_Iallreduce", code: code) }
-            requests.append(request)
+            do {
+                try collective.startSum(buffer, count: count, into: &requests)
+            } catch {
+                failure = error
+            }
         }
 
         public func progress() {
@@ -143,7 +209,7 @@ public final class Collective {
         public func finish() throws {
             defer { requests.removeAll(keepingCapacity: true) }
             if let failure { throw failure }
-            try Collective.check("MPI_Waitall", MPI_Waitall(Int32(requests.count), &requests, rezero_mpi_statuses_ignore()))
+            try collective.watchdog!.wait(&requests, .gradientSum)
         }
     }
 
@@ -158,7 +224,15 @@ public final class Collective {
         }
     }
 
-    fileprivate static func check(_ call: String, _ code: Int32) throws {
+    static func check(_ call: String, _ code: Int32) throws {
         if code != rezero_mpi_success() { throw MPIError(call: call, code: code) }
     }
+}
+
+/// Writes a line to stderr with write(2): unlike FileHandle's write, a failure (a closed pipe, a
+/// full disk under a redirected log) is ignored instead of trapping.
+public func printError(_ line: String) {
+    var text = line
+    if !text.hasSuffix("\n") { text += "\n" }
+    _ = AtomicFile.writeAll(STDERR_FILENO, Data(text.utf8))
 }

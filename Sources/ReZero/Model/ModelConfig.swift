@@ -29,14 +29,19 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var ffWidth: Int { ffMult * dModel }
     public var architecture: Architecture { variant.architecture }
 
+    /// Upper bounds far beyond what fits in memory, which keep every size computed from a
+    /// configuration (layout offsets, activation buffers) inside Int, whatever a checkpoint says.
+    static let maximum = (layers: 4096, dModel: 32768, heads: 4096, ffMult: 64, seqLen: 16384)
+
     /// Throws a usage error naming the flag and value of the first invalid field.
     public func validate() throws(RezeroError) {
-        try require(layers >= 1, "--layers", layers, "must be at least 1")
-        try require(dModel >= 1, "--d-model", dModel, "must be at least 1")
-        try require(heads >= 1, "--heads", heads, "must be at least 1")
+        let limit = Self.maximum
+        try require((1...limit.layers).contains(layers), "--layers", layers, "must be between 1 and \(limit.layers)")
+        try require((1...limit.dModel).contains(dModel), "--d-model", dModel, "must be between 1 and \(limit.dModel)")
+        try require((1...limit.heads).contains(heads), "--heads", heads, "must be between 1 and \(limit.heads)")
         try require(dModel % heads == 0, "--heads", heads, "must divide --d-model \(dModel)")
-        try require(ffMult >= 1, "--ff-mult", ffMult, "must be at least 1")
-        try require(seqLen >= 1, "--seq-len", seqLen, "must be at least 1")
+        try require((1...limit.ffMult).contains(ffMult), "--ff-mult", ffMult, "must be between 1 and \(limit.ffMult)")
+        try require((1...limit.seqLen).contains(seqLen), "--seq-len", seqLen, "must be between 1 and \(limit.seqLen)")
     }
 
     /// Matmul FLOPs per token of one training step (forward + backward), counting the causal

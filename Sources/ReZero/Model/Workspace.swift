@@ -109,7 +109,7 @@ final class Workspace<S: TensorScalar> {
         let sizes = ActivationBuffer.allCases.map {
             ActivationBuffer.size($0, config, batch: batch, sequence: sequence)
         }
-        scalarCount = sizes.reduce(0) { $0 + $1.copies * $1.count }
+        scalarCount = Self.scalarCount(config, batch: batch, sequence: sequence)!
         storage = TensorMemory.allocate(S.self, count: scalarCount)
         var cursor = storage
         starts = sizes.map { size in
@@ -123,6 +123,19 @@ final class Workspace<S: TensorScalar> {
         tokens.initialize(repeating: 0, count: batch * sequence)
         targets = .allocate(capacity: batch * sequence)
         targets.initialize(repeating: 0, count: batch * sequence)
+    }
+
+    /// Elements of all buffers of a (batch, sequence) shape, or nil if that overflows Int. With a
+    /// validated configuration and batch, each buffer's size fits; only the sum needs checking.
+    static func scalarCount(_ config: ModelConfig, batch: Int, sequence: Int) -> Int? {
+        var total = 0
+        for buffer in ActivationBuffer.allCases {
+            let size = ActivationBuffer.size(buffer, config, batch: batch, sequence: sequence)
+            let (bytes, overflow) = size.copies.multipliedReportingOverflow(by: size.count)
+            guard !overflow, case let (sum, false) = total.addingReportingOverflow(bytes) else { return nil }
+            total = sum
+        }
+        return total
     }
 
     deinit {

@@ -91,7 +91,7 @@ public enum Comparison {
             log("== \(run.name), lr \(config.learningRate): read back from \(directory) (\(finished.summary.status.rawValue) at step \(finished.summary.step))")
             var testBpb: Double?
             if finished.summary.status == .completed, let checkpoint = finished.summary.checkpoint {
-                testBpb = try Evaluator(model: Checkpoint.load(path: checkpoint).model(), corpus: corpus, collective: collective,
+                testBpb = try Evaluator(model: Checkpoint.load(path: checkpoint).model(batch: batch), corpus: corpus, collective: collective,
                                         batch: batch, context: config.evalContext, threads: BLAS.threads).bitsPerByte(.test)
             }
             return row(run, config, finished.summary, history: finished.validation, seconds: finished.seconds,

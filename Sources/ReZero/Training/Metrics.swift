@@ -134,6 +134,9 @@ public struct TrainingSummary: Codable, Sendable {
     public var entropyRate: Double?
     public var checkpoint: String?
     public var message: String?
+    /// What could not be written (a checkpoint, metrics records, the index), one line each; such a
+    /// run exits 1 unless it diverged.
+    public var lost: [String]?
 
     public var exitStatus: ExitStatus { status == .diverged ? .diverged : .success }
 }

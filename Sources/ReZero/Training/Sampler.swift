@@ -20,10 +20,12 @@ public enum Sampler {
                 text.append(UInt8((0..<v).max { last[$0] < last[$1] }!))
                 continue
             }
-            // p^(1/τ), renormalized: the softmax of logits/τ.
+            // p^(1/τ), renormalized (the softmax of logits/τ), computed as exp((log p − log p_max)/τ):
+            // p^(1/τ) itself underflows to 0 for every byte at low temperatures.
+            let top = Double.log(Double((0..<v).map { last[$0] }.max()!))
             var total = 0.0
             for c in 0..<v {
-                probabilities[c] = Double.pow(Double(last[c]), 1 / temperature)
+                probabilities[c] = Double.exp((Double.log(Double(last[c])) - top) / temperature)
                 total += probabilities[c]
             }
             var u = CounterRandom.uniform(seed: seed, stream: CounterRandom.Stream.sampling.rawValue,

@@ -15,9 +15,9 @@ public final class Trainer {
     let workers: LocalWorkers
     public var threadLayout: ThreadLayout { workers.layout }
     private let overlappedSum: OverlappedGradientSum
-    /// [loss, stop requested], summed over ranks with the step; allocated once so that the step
-    /// allocates nothing.
-    private var stepScalars = [0.0, 0.0]
+    /// [loss, stop requested, non-finite value found by --debug], summed over ranks with the
+    /// step; allocated once so that the step allocates nothing.
+    private var stepScalars = [0.0, 0.0, 0.0]
     /// Wall time of the last step's phases, for `bench`.
     public private(set) var lastTiming = StepTiming()
 
@@ -32,9 +32,11 @@ public final class Trainer {
         public var gradientNorm: Double
         /// Some rank asked to stop after this step.
         public var stopRequested: Bool
-        /// False when the loss or the gradient norm was not finite: the parameters were left as
-        /// they were, and training must stop as diverged.
+        /// False when the loss or the gradient norm was not finite, or `--debug` found a non-finite
+        /// value on some rank: the parameters were left as they were, and training must stop as diverged.
         public var applied: Bool
+        /// What `--debug` found on this rank (other ranks print their own finding).
+        public var nonFinite: NonFiniteValue?
     }
 
     /// - Parameters:
@@ -49,9 +51,11 @@ public final class Trainer {
         self.corpus = corpus
         self.collective = collective
         microBatch = config.batchSize / (collective.size * config.accumSteps)
+        let layout = ThreadLayout.choose(threads: debug ? 1 : threads, microBatch: microBatch)
+        try MemoryBudget.require(config.model, batch: microBatch, sequence: config.model.seqLen, training: true,
+                                 workers: layout.workers)
         model = Model<Float>(config: config.model, seed: config.seed)
         optimizer = Optimizer(config: config.optimizer, layout: model.layout)
-        let layout = ThreadLayout.choose(threads: debug ? 1 : threads, microBatch: microBatch)
         BLAS.threads = layout.blasThreads
         workers = LocalWorkers(model: model, corpus: corpus, seed: config.seed, dropout: config.dropout,
                                microBatch: microBatch, layout: layout)
@@ -70,12 +74,11 @@ public final class Trainer {
     /// Rank 0's state, parameters and moments become every rank's, whatever each rank computed
     /// or loaded (with run directories on node-local disks, only rank 0 may have found a checkpoint).
     private func adoptRootReplica() throws {
-        var position = [Double(state.step), Double(state.tokensSeen), state.bestValidBpb ?? -1, Double(optimizer.updates)]
-        try collective.broadcast(&position, bytes: position.count * MemoryLayout<Double>.stride)
-        state.step = Int(position[0])
-        state.tokensSeen = Int(position[1])
-        state.bestValidBpb = position[2] < 0 ? nil : position[2]
-        optimizer.updates = Int(position[3])
+        var updates = optimizer.updates
+        try collective.broadcast(&updates, bytes: MemoryLayout<Int>.size)
+        optimizer.updates = updates
+        let rootState = try collective.broadcast(Array(JSONCoding.string(state).utf8))
+        state = try JSONCoding.decode(TrainingState.self, from: String(decoding: rootState, as: UTF8.self))
         state.worldSize = collective.size
         let bytes = model.parameterCount * MemoryLayout<Float>.stride
         try collective.broadcast(model.parameters, bytes: bytes)
@@ -89,6 +92,8 @@ public final class Trainer {
     public func step(stopRequested: Bool = false) throws -> StepResult {
         let s = state.step + 1
         if model.debugStep != nil { model.debugStep = s }
+        collective.watchdog?.phase = "step"
+        collective.watchdog?.step = s
         var timing = StepTiming()
         var clock = Clock()
         workers.startStep()
@@ -97,19 +102,26 @@ public final class Trainer {
         // backward: neither overlaps.
         let overlap = config.overlapCommunication && collective.size > 1 && model.debugStep == nil
             && workers.layout.workers == 1
-        for micro in 0..<config.accumSteps {
-            // Each part's gradient is final once the last micro-batch's backward has passed it.
-            model.backwardObserver = overlap && micro == config.accumSteps - 1 ? overlappedSum : nil
-            let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
-            try workers.forwardBackward(step: s, first: first, lossScale: lossScale)
+        var nonFinite: NonFiniteValue?
+        do throws(NonFiniteValue) {
+            for micro in 0..<config.accumSteps {
+                // Each part's gradient is final once the last micro-batch's backward has passed it.
+                model.backwardObserver = overlap && micro == config.accumSteps - 1 ? overlappedSum : nil
+                let first = collective.rank * (config.batchSize / collective.size) + micro * microBatch
+                try workers.forwardBackward(step: s, first: first, lossScale: lossScale)
+            }
+            workers.reduceGradients()
+            try model.checkGradients()
+        } catch {
+            // --debug found a NaN/Inf on this rank; the others learn of it with the step's sums.
+            nonFinite = error
         }
-        workers.reduceGradients()
         // Forward as worker 0 measured it; backward the rest, waiting for the others and the sum.
         timing.forward = workers.forwardSeconds
         timing.backward = clock.lap() - timing.forward
-        try model.checkGradients()
         stepScalars[0] = workers.summedLoss / Double(microBatch * config.model.seqLen)
         stepScalars[1] = stopRequested ? 1 : 0
+        stepScalars[2] = nonFinite == nil ? 0 : 1
         if overlap {
             try overlappedSum.finish()
         } else {
@@ -119,8 +131,8 @@ public final class Trainer {
         timing.allReduce = clock.lap()
         let loss = stepScalars[0] / Double(config.accumSteps * collective.size)
         let norm = globalNorm(model.gradients, count: model.parameterCount)
-        // Every rank holds the same reduced loss and norm, so all of them skip together.
-        let applied = loss.isFinite && norm.isFinite
+        // Every rank holds the same reduced loss, norm and finding, so all of them skip together.
+        let applied = loss.isFinite && norm.isFinite && stepScalars[2] == 0
         if applied {
             if config.clip > 0 && norm > config.clip {
                 let scale = Float(config.clip / norm)
@@ -133,7 +145,14 @@ public final class Trainer {
         }
         timing.optimizer = clock.lap()
         lastTiming = timing
-        return StepResult(loss: loss, gradientNorm: norm, stopRequested: stepScalars[1] > 0, applied: applied)
+        return StepResult(loss: loss, gradientNorm: norm, stopRequested: stepScalars[1] > 0, applied: applied,
+                          nonFinite: nonFinite)
+    }
+
+    /// The first non-finite value among the parameters and moments (see `Checkpoint.firstNonFinite`);
+    /// the same on every rank, whose replicas are identical.
+    func firstNonFinite() -> String? {
+        Checkpoint.firstNonFinite(layout: model.layout, parameters: model.parameters, optimizer: optimizer)
     }
 }
 

@@ -44,22 +44,33 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         Schedule(kind: schedule, baseRate: learningRate, warmupSteps: warmup, totalSteps: steps)
     }
 
+    /// The largest global batch (keeps activation sizes inside Int; see `ModelConfig.maximum`).
+    public static let maximumBatch = 65536
+
     /// Throws a usage error naming the first invalid flag and value (architecture first).
     public func validate(worldSize: Int = 1) throws(RezeroError) {
+        // The optimizer works in Float: a rate that overflows it would write infinities into the model.
+        let floatLimit = Double(Float.greatestFiniteMagnitude)
         try model.validate()
-        try require(batchSize >= 1, "--batch-size", batchSize, "must be at least 1")
+        try require((1...Self.maximumBatch).contains(batchSize), "--batch-size", batchSize, "must be between 1 and \(Self.maximumBatch)")
         try require(accumSteps >= 1, "--accum-steps", accumSteps, "must be at least 1")
         try require(batchSize % (worldSize * accumSteps) == 0, "--batch-size", batchSize,
                     "must be divisible by ranks × --accum-steps = \(worldSize) × \(accumSteps)")
         try require(steps >= 1, "--steps", steps, "must be at least 1")
         try require(learningRate > 0 && learningRate.isFinite, "--lr", learningRate, "must be positive")
+        try require(learningRate <= floatLimit, "--lr", learningRate, "overflows Float (largest \(floatLimit))")
+        let alphaMultiplier = optimizer.alphaLearningRateMultiplier
+        try require(alphaMultiplier >= 0 && learningRate * alphaMultiplier <= floatLimit, "--alpha-lr-mult", alphaMultiplier,
+                    "must be non-negative, and × --lr \(learningRate) must not overflow Float")
         try require(warmup >= 0, "--warmup", warmup, "must be non-negative")
         try require(clip >= 0, "--clip", clip, "must be non-negative (0 disables clipping)")
         try require(dropout >= 0 && dropout < 1, "--dropout", dropout, "must be at least 0 and below 1")
-        try require(optimizer.weightDecay >= 0, "--weight-decay", optimizer.weightDecay, "must be non-negative")
+        try require(optimizer.weightDecay >= 0 && learningRate * optimizer.weightDecay <= floatLimit, "--weight-decay",
+                    optimizer.weightDecay, "must be non-negative, and × --lr \(learningRate) must not overflow Float")
         try require(logEvery >= 1, "--log-every", logEvery, "must be at least 1")
         try require(evalEvery >= 0, "--eval-every", evalEvery, "must be non-negative (0 disables)")
-        try require(evalBytes >= 0, "--eval-bytes", evalBytes, "must be non-negative")
+        try require(evalBytes == 0 || evalBytes >= 2, "--eval-bytes", evalBytes,
+                    "must be 0 (the whole split) or at least 2 (a scored byte needs one before it)")
         try Corpus.validate(evalContext: evalContext, sequence: model.seqLen)
         try require(checkEvery >= 0, "--check-every", checkEvery, "must be non-negative")
         try require(checkpointEvery >= 0, "--ckpt-every", checkpointEvery, "must be non-negative")
@@ -72,13 +83,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Reads a configuration; a key it lacks takes its default, so that the configuration of a
     /// run from before a field existed (in its checkpoints, config.json) still reads, as that run.
     public static func decode(json: String) throws -> TrainingConfig {
-        let stored = try JSONSerialization.jsonObject(with: Data(json.utf8))
-        let defaults = try JSONSerialization.jsonObject(with: Data(TrainingConfig().json().utf8))
-        func overlay(_ value: Any, on base: Any) -> Any {
-            guard let value = value as? [String: Any], let base = base as? [String: Any] else { return value }
-            return base.merging(value) { overlay($1, on: $0) }
-        }
-        return try JSONCoding.decoder().decode(TrainingConfig.self,
-                                               from: JSONSerialization.data(withJSONObject: overlay(stored, on: defaults)))
+        try JSONCoding.decode(TrainingConfig.self, from: json, defaults: TrainingConfig())
     }
 }
