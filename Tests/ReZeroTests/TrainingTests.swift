@@ -185,14 +185,14 @@ final class TrainingTests: XCTestCase {
     /// one is refused by the loader.
     func testNoCheckpointHoldsANonFiniteValue() throws {
         let dir = Paths.temporaryDirectory("nonfinite")
-        var config = smallConfig()
+        var config = SmallRun.config()
         config.steps = 2
         config.checkpointEvery = 1
-        let first = try Trainer(config: config, corpus: Self.corpus, collective: .local)
+        let first = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         XCTAssertEqual(try TrainingRun(trainer: first, runDirectory: dir, log: { _ in }).run().status, .completed)
         let good = try CheckpointDirectory(dir).latestValid { XCTFail($0) }
         config.steps = 6
-        let resumed = try Trainer(config: config, corpus: Self.corpus, collective: .local, resume: good)
+        let resumed = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local, resume: good)
         let bias = resumed.model.layout.headBias
         resumed.optimizer.secondMoment[bias] = .infinity
         let summary = try TrainingRun(trainer: resumed, runDirectory: dir, resumedAt: 2, log: { _ in }).run()
@@ -203,7 +203,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(CheckpointDirectory(dir).checkpoints().map { URL(fileURLWithPath: $0).lastPathComponent },
                        ["ckpt-00000001.safetensors", "ckpt-00000002.safetensors"])
 
-        let poisoned = Checkpoint.encode(config: resumed.config, state: resumed.state, corpus: Self.corpus.identity,
+        let poisoned = Checkpoint.encode(config: resumed.config, state: resumed.state, corpus: SmallRun.corpus.identity,
                                          layout: resumed.model.layout, parameters: resumed.model.parameters,
                                          optimizer: resumed.optimizer)
         XCTAssertThrowsError(try Checkpoint.decode(poisoned, path: "poisoned")) {
@@ -260,7 +260,7 @@ final class TrainingTests: XCTestCase {
 
         let first = try Trainer(config: config, corpus: SmallRun.corpus, collective: .local)
         for _ in 0..<4 { try first.step() }
-        let directory = try RunDirectory(path: dir, config: config, corpus: Self.corpus.identity, resumedAt: nil,
+        let directory = try RunDirectory(path: dir, config: config, corpus: SmallRun.corpus.identity, resumedAt: nil,
                                          warn: { XCTFail($0) })
         let loaded = try Checkpoint.load(path: directory.saveCheckpoint(first, validBpb: nil))
         XCTAssertEqual(loaded.state.step, 4)
