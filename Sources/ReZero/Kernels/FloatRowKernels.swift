@@ -26,44 +26,42 @@ func reduceLanes(_ v: Vector16) -> Float {
     return c[0] + c[1]
 }
 
-extension Float {
-    /// Cephes' single-precision exp for v in [−87, 88] (within 1.2e-7 relative of libm), in a form
-    /// LLVM vectorizes: a degree-6 polynomial on the reduced argument, 2ᵏ built from exponent bits.
-    @inline(__always)
-    static func cephesExp(_ v: Float) -> Float {
-        let roundingBias: Float = 12_582_912  // 1.5·2²³: adding it rounds to an integer in the low bits
-        let t = v * 1.442_695_04 + roundingBias
-        let k = t - roundingBias
-        let r = v - k * 0.693_359_375 + k * 2.121_944_4e-4
-        var p: Float = 1.987_569_15e-4
-        p = p * r + 1.398_199_95e-3
-        p = p * r + 8.333_451_9e-3
-        p = p * r + 4.166_579_59e-2
-        p = p * r + 1.666_666_55e-1
-        p = p * r + 5.000_000_12e-1
-        p = p * r * r + r + 1
-        let exponent = Int32(bitPattern: t.bitPattern) &- 0x4B40_0000 &+ 127
-        return p * Float(bitPattern: UInt32(bitPattern: exponent) &<< 23)
-    }
-}
-
-/// `Float.cephesExp` on 16 lanes (v already clamped to [−87, 88]): the same operations in the same
-/// order, so every lane equals the scalar result bit for bit. Written on SIMD16 (four SSE registers)
-/// rather than left to the loop vectorizer: the four independent chains interleave, where the
-/// vectorizer's single 4-lane chain is latency-bound (measured 2× slower).
+/// Cephes' single-precision exp for v in [−87, 88] (within 1.2e-7 relative of libm), on any
+/// vector width: a degree-6 polynomial p on the reduced argument, and t, whose low bits hold the
+/// exponent k of e^v = p·2ᵏ. One definition for the SIMD16 body of a loop and for its scalar
+/// tail (as SIMD2, the narrowest vector), so the two agree bit for bit.
 @inline(__always)
-func cephesExp16(_ v: Vector16) -> Vector16 {
-    let roundingBias = Vector16(repeating: 12_582_912)
+func cephesExpParts<V: SIMD>(_ v: V) -> (p: V, t: V) where V.Scalar == Float {
+    let roundingBias = V(repeating: 12_582_912)  // 1.5·2²³: adding it rounds to an integer in the low bits
     let t = v * 1.442_695_04 + roundingBias
     let k = t - roundingBias
     let r = v - k * 0.693_359_375 + k * 2.121_944_4e-4
-    var p = Vector16(repeating: 1.987_569_15e-4)
+    var p = V(repeating: 1.987_569_15e-4)
     p = p * r + 1.398_199_95e-3
     p = p * r + 8.333_451_9e-3
     p = p * r + 4.166_579_59e-2
     p = p * r + 1.666_666_55e-1
     p = p * r + 5.000_000_12e-1
     p = p * r * r + r + 1
+    return (p, t)
+}
+
+extension Float {
+    /// Cephes' exp of one value (v in [−87, 88]).
+    @inline(__always)
+    static func cephesExp(_ v: Float) -> Float {
+        let (p, t) = cephesExpParts(SIMD2(repeating: v))
+        let exponent = Int32(bitPattern: t[0].bitPattern) &- 0x4B40_0000 &+ 127
+        return p[0] * Float(bitPattern: UInt32(bitPattern: exponent) &<< 23)
+    }
+}
+
+/// Cephes' exp on 16 lanes (v already clamped to [−87, 88]). Written on SIMD16 (four SSE
+/// registers) rather than left to the loop vectorizer: the four independent chains interleave,
+/// where the vectorizer's single 4-lane chain is latency-bound (measured 2× slower).
+@inline(__always)
+func cephesExp16(_ v: Vector16) -> Vector16 {
+    let (p, t) = cephesExpParts(v)
     let exponent = (unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return p * unsafeBitCast(exponent, to: Vector16.self)
 }
