@@ -1,7 +1,8 @@
 // Counters for `rezero bench`, preloaded from outside the binary so that the kernels carry no
 // instrumentation: heap allocations of the whole process (malloc and friends) and the time spent
-// inside cblas_sgemm (summed over the threads that call it). bench looks the two counters up
-// with dlsym and reports them per measured step.
+// inside cblas_sgemm (summed over the threads that call it). bench looks the counters up with
+// dlsym and reports them per measured step. The calling thread's own allocations are counted too,
+// for tests that must not see another thread's (a test runner's, a library's) allocations.
 // Build: cc -O2 -shared -fPIC -o bench-counters.so launch/bench-counters.c -ldl
 // Use:   LD_PRELOAD=$PWD/bench-counters.so .build/release/rezero bench ...
 #define _GNU_SOURCE
@@ -16,9 +17,13 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 
 static atomic_long calls;
+static _Thread_local long thread_calls;
 static atomic_long sgemm_nanoseconds;
 
-static inline void count(void) { atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed); }
+static inline void count(void) {
+    atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
+    thread_calls++;
+}
 
 void *malloc(size_t n) { count(); return __libc_malloc(n); }
 void *calloc(size_t k, size_t n) { count(); return __libc_calloc(k, n); }
@@ -48,4 +53,5 @@ void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float a
 }
 
 long rezero_malloc_calls(void) { return atomic_load_explicit(&calls, memory_order_relaxed); }
+long rezero_thread_malloc_calls(void) { return thread_calls; }
 long rezero_sgemm_nanoseconds(void) { return atomic_load_explicit(&sgemm_nanoseconds, memory_order_relaxed); }

@@ -164,8 +164,9 @@ public final class Watchdog {
                 if sends[r] != nil { MPI_Request_free(&sends[r]) }
             }
         }
-        // Wait out the whole window even when all have answered: a rank that has just arrived
-        // answers "waiting", and the collective then completes within it.
+        // Once all have answered and one is busy, the wait goes on. Otherwise wait out the whole
+        // window even when all have answered: a rank that has just arrived answers "waiting", and
+        // the collective then completes within it.
         let deadline = Self.now() + window
         while Self.now() < deadline {
             if try Self.complete(&requests) { return .completed }
@@ -179,6 +180,10 @@ public final class Watchdog {
                 } else {
                     try listen(r)  // the late answer to an earlier probe
                 }
+            }
+            if !answered.indices.contains(where: { $0 != rank && answered[$0] == nil }),
+               let busy = others.first(where: { answered[$0] == .busy }) {
+                return .busy(busy)
             }
         }
         let here = here(operation)

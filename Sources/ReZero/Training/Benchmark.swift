@@ -57,6 +57,12 @@ public enum Benchmark {
             return Counters(mallocCalls: unsafeBitCast(calls, to: Counter.self)(),
                             sgemmNanoseconds: unsafeBitCast(sgemm, to: Counter.self)())
         }
+
+        /// The calling thread's heap allocations so far, when the counters are preloaded.
+        static func threadMallocCalls() -> Int? {
+            guard let calls = dlsym(nil, "rezero_thread_malloc_calls") else { return nil }
+            return unsafeBitCast(calls, to: (@convention(c) () -> Int).self)()
+        }
     }
 
     /// Times `steps` training steps after `warmupSteps`, averaging the per-phase split; the
