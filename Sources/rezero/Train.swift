@@ -43,7 +43,7 @@ struct Train: ParsableCommand {
         training.apply(to: &config)
         cadence.apply(to: &config)
         if let checkpoint {
-            let architecture = JSONDifferences.between(JSONCoding.string(saved.model), JSONCoding.string(config.model), prefix: "model.")
+            let architecture = config.model.differences(from: saved.model)
             if !architecture.isEmpty {
                 throw RezeroError.usage("architecture flags disagree with checkpoint \(checkpoint.path): " + architecture.joined(separator: "; "))
             }
