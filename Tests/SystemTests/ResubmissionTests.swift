@@ -3,7 +3,7 @@ import XCTest
 import TestSupport
 
 /// What a resubmitted job relies on, without a scheduler: a run directory holds one
-/// architecture's run.
+/// architecture's run, and a stopped run says how its launcher resumes it.
 final class ResubmissionTests: XCTestCase {
     static let tiny = ["--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4", "--eval-every", "0",
                        "--eval-bytes", "2048", "--log-every", "1", "--threads", "1"]
@@ -38,5 +38,30 @@ final class ResubmissionTests: XCTestCase {
         let resumed = try rezero(["train", "--layers", "2", "--steps", "4", "--lr", "1e-3", "--run-dir", dir, "--resume"] + Self.tiny)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from \(dir)/ckpt-00000002.safetensors at step 2"), resumed.stdout)
+    }
+
+    /// A launcher names its own resubmission in REZERO_RESUME_COMMAND (launch/slurm.sbatch: the
+    /// sbatch command); the stop message and summary.json give it instead of `rezero train --resume`.
+    func testStopMessageNamesTheLaunchersResumeCommand() throws {
+        let dir = Paths.temporaryDirectory("resumecommand")
+        let command = "sbatch -J e8 launch/slurm.sbatch --steps 1000000 --resume"
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: Paths.rezero)
+        job.arguments = ["train", "--layers", "1", "--steps", "1000000", "--run-dir", dir] + Self.tiny
+        job.environment = ProcessInfo.processInfo.environment.merging(["REZERO_RESUME_COMMAND": command]) { $1 }
+        let output = Pipe()
+        job.standardOutput = output
+        try job.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)) ?? "").count < 10 {
+            usleep(20_000)
+        }
+        kill(job.processIdentifier, SIGTERM)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        job.waitUntilExit()
+        XCTAssertEqual(job.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("Resume with: \(command)\n"), text)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json"))) as! [String: Any]
+        XCTAssertTrue((summary["message"] as? String ?? "").hasSuffix("Resume with: \(command)"), "\(summary)")
     }
 }
