@@ -8,14 +8,6 @@ final class ResubmissionTests: XCTestCase {
     static let tiny = ["--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4", "--eval-every", "0",
                        "--eval-bytes", "2048", "--log-every", "1", "--threads", "1"]
 
-    func files(_ directory: String) throws -> [String: Data] {
-        var files: [String: Data] = [:]
-        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
-            files[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
-        }
-        return files
-    }
-
     /// Another architecture in a run's directory is bad input (exit 2, naming the difference)
     /// and leaves every file as it was; the same architecture with other training flags is
     /// the same run going on.
@@ -23,12 +15,12 @@ final class ResubmissionTests: XCTestCase {
         let dir = Paths.temporaryDirectory("otherarch")
         let first = try rezero(["train", "--layers", "2", "--steps", "2", "--run-dir", dir] + Self.tiny)
         XCTAssertEqual(first.status, 0, first.stderr)
-        let before = try files(dir)
+        let before = try files(in: dir)
         for resume in [[], ["--resume"]] {
             let other = try rezero(["train", "--layers", "3", "--steps", "4", "--run-dir", dir] + Self.tiny + resume)
             XCTAssertEqual(other.status, ExitStatus.usage.rawValue, "\(resume): \(other.stdout)")
             XCTAssertTrue(other.stderr.contains("model.layers: 2 ≠ 3"), other.stderr)
-            XCTAssertEqual(try files(dir), before, "\(resume)")
+            XCTAssertEqual(try files(in: dir), before, "\(resume)")
         }
         let fresh = try rezero(["train", "--layers", "3", "--steps", "2", "--run-dir", dir + "/elsewhere"] + Self.tiny)
         XCTAssertEqual(fresh.status, 0, fresh.stderr)
