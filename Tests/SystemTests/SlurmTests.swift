@@ -9,7 +9,8 @@ import TestSupport
 ///
 /// The node offers 8 CPUs, so four 2-task jobs run at once on this machine's cores. KillWait is
 /// 2 s, shorter than the big model's checkpoint: only plain `scancel` may rely on it. GraceTime
-/// is 20 s; a requeued job may start again 10 s after its requeue.
+/// is 60 s, well above the 10–16 s a stop takes beside the other jobs (a preempted job ends as
+/// soon as it has checkpointed); a requeued job may start again 10 s after its requeue.
 final class SlurmTests: XCTestCase {
     /// 40 M parameters: a step takes a fraction of a second, a checkpoint (parameters and both
     /// Adam moments, 480 MB) seconds.
@@ -49,7 +50,7 @@ final class SlurmTests: XCTestCase {
     override class func setUp() {
         super.setUp()
         let started = SlurmCluster.start("slurm", options: ["--port", "auto", "--cpus", "8", "--killwait", "2",
-                                                            "--grace", "20", "--requeue-delay", "10"])
+                                                            "--grace", "60", "--requeue-delay", "10"])
         cluster = started
         guard case .success(let slurm) = started else { return }
         let clock = Date()
@@ -61,9 +62,11 @@ final class SlurmTests: XCTestCase {
             case .success(let e):
                 let summary = e.summary.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
                 let run = summary.map { "\($0["status"] ?? "?") at step \($0["step"] ?? "?")" } ?? "no summary"
+                let stops = e.output.matches(of: /stopped by signal at step (\d+)/).map { String($0.1) }
                 let newest = CheckpointDirectory(e.runDirectory).checkpoints().last.map { URL(fileURLWithPath: $0).lastPathComponent }
-                report += "  \(name): job \(e.job) \(e.state), exit \(e.exitCode), \(e.restarts) restart(s); run \(run); "
-                    + "newest checkpoint \(newest ?? "none"); " + String(format: "%.1f s", e.seconds)
+                report += "  \(name): job \(e.job) \(e.state), exit \(e.exitCode), \(e.restarts) restart(s); stopped at step(s) "
+                    + "\(stops.isEmpty ? "none" : stops.joined(separator: ", ")); run \(run); newest checkpoint \(newest ?? "none"); "
+                    + String(format: "%.1f s", e.seconds)
                     + (e.stopSeconds.map { String(format: ", %.1f s from the action", $0) } ?? "") + "\n"
             case .failure(let error): report += "  \(name): \(error)\n"
             }
