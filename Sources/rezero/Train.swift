@@ -43,7 +43,7 @@ struct Train: ParsableCommand {
         training.apply(to: &config)
         cadence.apply(to: &config)
         if let checkpoint {
-            let architecture = JSONDifferences.between(JSONCoding.string(saved.model), JSONCoding.string(config.model), prefix: "model.")
+            let architecture = config.model.differences(from: saved.model)
             if !architecture.isEmpty {
                 throw RezeroError.usage("architecture flags disagree with checkpoint \(checkpoint.path): " + architecture.joined(separator: "; "))
             }
@@ -71,6 +71,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(config: config, corpus: corpus, collective: collective, resume: checkpoint, debug: debug)
         let run = try TrainingRun(trainer: trainer, runDirectory: directory,
                                   resumedAt: checkpoint == nil ? nil : trainer.state.step, log: say)
+        run.resumeCommand = ProcessInfo.processInfo.environment["REZERO_RESUME_COMMAND"]
         say("run directory \(directory)")
         let summary = try run.run()
         if let valid = summary.validBpb {

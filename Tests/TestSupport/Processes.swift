@@ -177,3 +177,14 @@ public func rankProcess(_ rank: Int, commandContaining marker: String) -> pid_t?
 public func metricsRecords(_ runDirectory: String) -> Int {
     ((try? String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count
 }
+
+/// Every file of a directory (not its subdirectories) with its contents.
+public func files(in directory: String) throws -> [String: Data] {
+    var files: [String: Data] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+        files[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
+    }
+    return files
+}

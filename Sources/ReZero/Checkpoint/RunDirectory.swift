@@ -34,6 +34,7 @@ public final class RunDirectory {
         self.corpus = corpus
         self.warn = warn
         checkpoints = CheckpointDirectory(path)
+        try Self.refuseOtherArchitecture(in: path, config: config)
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -49,6 +50,19 @@ public final class RunDirectory {
         }
         try AtomicFile.write(kept, to: metricsPath)
         metrics = try AppendingFile(path: metricsPath)
+    }
+
+    /// A directory is one run's: training another architecture there would overwrite its config
+    /// and metrics and mix its checkpoints with the new ones, and a later --resume could pick
+    /// either. Training flags may differ (a resumed run changes --steps, --lr, …).
+    static func refuseOtherArchitecture(in path: String, config: TrainingConfig) throws {
+        guard let json = try? String(contentsOfFile: path + "/config.json", encoding: .utf8),
+              let previous = try? TrainingConfig.decode(json: json) else { return }
+        let differences = config.model.differences(from: previous.model)
+        if !differences.isEmpty {
+            throw RezeroError.usage("--run-dir \(path) holds a run of another architecture (\(differences.joined(separator: "; "))); "
+                                    + "resume it with its own flags or choose another run directory")
+        }
     }
 
     public func append(_ record: MetricsRecord) {

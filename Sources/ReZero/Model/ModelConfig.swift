@@ -44,6 +44,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try require((1...limit.seqLen).contains(seqLen), "--seq-len", seqLen, "must be between 1 and \(limit.seqLen)")
     }
 
+    /// Each field that differs from `other`, as "model.field: other's ≠ this one's".
+    public func differences(from other: ModelConfig) -> [String] {
+        JSONDifferences.between(JSONCoding.string(other), JSONCoding.string(self), prefix: "model.")
+    }
+
     /// Matmul FLOPs per token of one training step (forward + backward), counting the causal
     /// attention products once: 6·(matmul parameters) + 6·L·T·d.
     public var trainingFlopsPerToken: Double {

@@ -10,6 +10,9 @@ public final class TrainingRun {
     let writesFiles: Bool
     let evaluator: Evaluator
     private let log: (String) -> Void
+    /// The command a stopped run's message gives for resuming (launch/slurm.sbatch names its
+    /// resubmission); nil for `rezero train --resume <checkpoint>`.
+    public var resumeCommand: String?
     /// Validation bits per byte by step, in the order measured.
     public private(set) var validationHistory: [(step: Int, bitsPerByte: Double)] = []
 
@@ -92,7 +95,7 @@ public final class TrainingRun {
             }
         }
         if status == .stopped, let checkpoint {
-            message = "stopped by signal at step \(trainer.state.step); checkpoint \(checkpoint). Resume with: rezero train --resume \(checkpoint) (plus the same flags)"
+            message = "stopped by signal at step \(trainer.state.step); checkpoint \(checkpoint). Resume with: \(resumeCommand ?? "rezero train --resume \(checkpoint) (plus the same flags)")"
             log(message!)
         }
         var summary = TrainingSummary(status: status, step: lastStep, finalLoss: lastLoss, validBpb: valid,
