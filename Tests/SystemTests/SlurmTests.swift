@@ -236,7 +236,7 @@ final class SlurmTests: XCTestCase {
         let reference = try ending("reference")
         XCTAssertEqual(reference.state, "COMPLETED", reference.output)
         XCTAssertEqual(reference.exitCode, "0:0")
-        XCTAssertTrue(reference.output.contains("2 rank(s) × 1 BLAS thread(s)"), reference.output)
+        XCTAssertTrue(reference.output.contains("2 rank(s) × 1 worker(s) × 1 BLAS thread(s)"), reference.output)
         XCTAssertEqual(try summary(reference)["status"] as? String, "completed")
         XCTAssertEqual(try Checkpoint.load(path: checkpoint(reference.runDirectory, step: Self.finalStep)).state.step, Self.finalStep)
     }
@@ -315,7 +315,7 @@ final class SlurmTests: XCTestCase {
     func testSameNameWithAnotherArchitectureIsRefused() throws {
         let first = try ending("arch"), other = try ending("arch-other")
         XCTAssertEqual(first.state, "COMPLETED", first.output)
-        XCTAssertTrue(first.output.contains("2 rank(s) × 2 BLAS thread(s)"), first.output)
+        XCTAssertTrue(first.output.contains("2 rank(s) × 2 worker(s) × 1 BLAS thread(s)"), first.output)
         XCTAssertEqual(other.state, "FAILED", other.output)
         XCTAssertEqual(other.exitCode, "2:0")
         XCTAssertTrue(other.output.contains("--run-dir runs/arch holds a run of another architecture (model.layers: 2 ≠ 3)"), other.output)
