@@ -51,7 +51,8 @@ struct Bench: ParsableCommand {
         print("config: \(m.variant.rawValue) L=\(m.layers) d=\(m.dModel) heads=\(m.heads) ff=\(m.ffMult)d T=\(m.seqLen) batch=\(batchSize); \(r.ranks) rank(s) × \(r.workersPerRank) worker(s) × \(r.blasThreadsPerWorker) BLAS thread(s)")
         print(String(format: "tokens/s        %.0f", r.tokensPerSecond))
         print(String(format: "model GFLOP/s   %.1f  (%.1f MFLOP/token)", r.modelGflops, m.trainingFlopsPerToken / 1e6))
-        print(String(format: "sgemm peak      %.1f GFLOP/s (measured now, all ranks)", r.sgemmPeakGflops))
+        print(String(format: "sgemm peak      %.1f GFLOP/s (measured now on %d thread(s) × %d rank(s))", r.sgemmPeakGflops,
+                     r.workersPerRank * r.blasThreadsPerWorker, r.ranks))
         print(String(format: "MFU             %.1f%%", 100 * r.mfu))
         print(String(format: "step            %.1f ms = forward %.1f + backward %.1f + all-reduce %.1f + optimizer %.1f",
                      1000 * r.stepSeconds, 1000 * r.forwardSeconds, 1000 * r.backwardSeconds,

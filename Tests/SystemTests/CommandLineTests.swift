@@ -192,6 +192,17 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(r.mfu, 1)
     }
 
+    /// With 2 workers the peak is that of 2 threads: measured on the workers' single BLAS thread,
+    /// config C reported an MFU of 144%.
+    func testMFUOfTwoWorkersIsAgainstTheirTwoThreads() throws {
+        let result = try rezero(["bench", "--layers", "2", "--d-model", "128", "--heads", "4", "--seq-len", "128",
+                                 "--batch-size", "32", "--steps", "20", "--threads", "2", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+        XCTAssertEqual(r.workersPerRank, 2)
+        XCTAssertLessThan(r.mfu, 1, "model \(r.modelGflops) GFLOP/s against a peak of \(r.sgemmPeakGflops)")
+    }
+
     /// The steady-state training step allocates nothing: bench counts every malloc of the process
     /// (BLAS included) over its measured steps with a preloaded counter.
     func testTrainingStepMakesNoHeapAllocations() throws {

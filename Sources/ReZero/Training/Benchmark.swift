@@ -2,8 +2,11 @@ import Foundation
 
 /// Measurements for `rezero bench`.
 public enum Benchmark {
-    /// Best-of-`repeats` sgemm throughput for an n×n×n product with the current BLAS threads.
-    public static func sgemmPeak(n: Int = 1024, repeats: Int = 5) -> Double {
+    /// Best-of-`repeats` sgemm throughput for an n×n×n product on `threads` BLAS threads.
+    public static func sgemmPeak(threads: Int, n: Int = 1024, repeats: Int = 5) -> Double {
+        let saved = BLAS.threads
+        BLAS.threads = threads
+        defer { BLAS.threads = saved }
         let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
         var c = [Float](repeating: 0, count: n * n)
         var best = Double.infinity
@@ -66,10 +69,12 @@ public enum Benchmark {
     }
 
     /// Times `steps` training steps after `warmupSteps`, averaging the per-phase split; the
-    /// sgemm peak is that of all ranks together (per-rank peak × ranks).
+    /// sgemm peak is that of all ranks together, each measured on as many threads as its step
+    /// uses (workers × BLAS threads: the workers run single-threaded BLAS side by side).
     public static func run(trainer: Trainer, warmupSteps: Int, steps: Int) throws -> Result {
         let collective = trainer.collective
-        var peaks = [sgemmPeak()]
+        let layout = trainer.workers.layout
+        var peaks = [sgemmPeak(threads: layout.workers * layout.blasThreads)]
         try collective.allReduce(&peaks, .sum)
         for _ in 0..<warmupSteps { try trainer.step() }
         var split = [0.0, 0.0, 0.0, 0.0]
