@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
     }
 
     private func report(_ r: Benchmark.Result, _ m: ModelConfig) {
-        print("config: \(m.variant.rawValue) L=\(m.layers) d=\(m.dModel) heads=\(m.heads) ff=\(m.ffMult)d T=\(m.seqLen) batch=\(batchSize); \(r.ranks) rank(s) × \(r.workersPerRank) worker(s) × \(r.blasThreadsPerWorker) BLAS thread(s)")
+        print("config: \(m.variant.rawValue) L=\(m.layers) d=\(m.dModel) heads=\(m.heads) ff=\(m.ffMult)d T=\(m.seqLen) batch=\(batchSize); \(r.ranks) rank(s) × \(r.workersPerRank) worker(s) × \(r.blasThreadsPerWorker) BLAS thread(s), OpenBLAS \(r.blasKernels) kernels")
         print(String(format: "tokens/s        %.0f", r.tokensPerSecond))
         print(String(format: "model GFLOP/s   %.1f  (%.1f MFLOP/token)", r.modelGflops, m.trainingFlopsPerToken / 1e6))
         print(String(format: "sgemm peak      %.1f GFLOP/s (measured now on %d thread(s) × %d rank(s))", r.sgemmPeakGflops,

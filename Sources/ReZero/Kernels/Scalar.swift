@@ -50,4 +50,8 @@ public enum BLAS {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(newValue)) }
     }
+
+    /// The OpenBLAS kernels in use ("Haswell", "SkylakeX", …: chosen for the CPU, or by
+    /// OPENBLAS_CORETYPE), which set the sgemm peak.
+    public static var kernels: String { String(cString: openblas_get_corename()) }
 }

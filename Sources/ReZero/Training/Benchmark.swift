@@ -33,6 +33,8 @@ public enum Benchmark {
         public var ranks: Int
         /// In-process data-parallel workers per rank, and BLAS threads per worker.
         public var workersPerRank: Int, blasThreadsPerWorker: Int
+        /// OpenBLAS's kernels on rank 0.
+        public var blasKernels: String
         public var tokensPerSecond: Double
         public var modelGflops: Double, sgemmPeakGflops: Double, mfu: Double
         public var forwardSeconds: Double, backwardSeconds: Double, allReduceSeconds: Double, optimizerSeconds: Double
@@ -105,7 +107,7 @@ public enum Benchmark {
                              sgemmNanoseconds: after.sgemmNanoseconds - before.sgemmNanoseconds)
         }
         return Result(ranks: collective.size, workersPerRank: workers.layout.workers,
-                      blasThreadsPerWorker: workers.layout.blasThreads, tokensPerSecond: tokensPerSecond,
+                      blasThreadsPerWorker: workers.layout.blasThreads, blasKernels: BLAS.kernels, tokensPerSecond: tokensPerSecond,
                       modelGflops: gflops, sgemmPeakGflops: peaks[0], mfu: gflops / peaks[0],
                       forwardSeconds: split[0] / Double(steps), backwardSeconds: split[1] / Double(steps),
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
