@@ -66,5 +66,7 @@ struct Bench: ParsableCommand {
         }
         print(String(format: "peak RSS        %.1f MB (rank 0; parameters+gradients+moments+activations counted from shapes: %.1f MB, of which %.1f MB per worker)",
                      Double(r.peakResidentBytes) / 1e6, Double(r.countedBytes) / 1e6, Double(r.bytesPerWorker) / 1e6))
+        print(String(format: "attention       %.2f MB per worker (log-sum-exps and one block of scores; no T×T probabilities kept)",
+                     Double(r.attentionBytesPerWorker) / 1e6))
     }
 }

@@ -158,6 +158,11 @@ final class Workspace<S: TensorScalar> {
     var nextByteProbabilities: UnsafeMutablePointer<S> { self[.logits] }
 
     var bytes: Int { scalarCount * MemoryLayout<S>.stride + 2 * rows }
+
+    /// Bytes of some of the buffers, all their copies.
+    func bytes(of buffers: [ActivationBuffer]) -> Int {
+        buffers.reduce(0) { $0 + copies[$1.rawValue] * counts[$1.rawValue] * MemoryLayout<S>.stride }
+    }
 }
 
 /// The key of a pass's dropout masks: the rate, and (seed, step, the global index of the

@@ -45,6 +45,8 @@ public enum Benchmark {
         public var peakResidentBytes: Int, countedBytes: Int
         /// A worker's activations and, beyond the first worker, its gradient buffer.
         public var bytesPerWorker: Int
+        /// Of those, attention's: the log-sum-exps and a block of scores, O(T) per sequence.
+        public var attentionBytesPerWorker: Int
         /// Heap allocations per measured step on rank 0, when the counters are preloaded (nil otherwise).
         public var heapAllocationsPerStep: Double?
     }
@@ -113,6 +115,7 @@ public enum Benchmark {
                       allReduceSeconds: split[2] / Double(steps), optimizerSeconds: split[3] / Double(steps),
                       stepSeconds: wall, sgemmSeconds: delta.map { Double($0.sgemmNanoseconds) * 1e-9 / Double(steps) },
                       peakResidentBytes: peakResidentBytes(), countedBytes: counted, bytesPerWorker: workers.bytesPerWorker,
+                      attentionBytesPerWorker: workers.attentionBytesPerWorker,
                       heapAllocationsPerStep: delta.map { Double($0.mallocCalls) / Double(steps) })
     }
 }

@@ -76,6 +76,11 @@ final class LocalWorkers: TeamJob {
         (workspaces.map(\.bytes).max() ?? 0) + (layout.workers > 1 ? model.parameterCount * MemoryLayout<Float>.stride : 0)
     }
 
+    /// What attention keeps of a worker's activations: its log-sum-exps and one block's scores.
+    var attentionBytesPerWorker: Int {
+        workspaces.map { $0.bytes(of: [.logSumExp, .attentionScratch]) }.max() ?? 0
+    }
+
     func startStep() {
         for g in gradients { g.update(repeating: 0, count: model.parameterCount) }
         losses.update(repeating: 0, count: layout.workers)
