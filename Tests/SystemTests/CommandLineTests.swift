@@ -181,11 +181,18 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains(": pass"))
     }
 
-    func testBenchPrintsTokensPerSecondAndMFU() throws {
-        let result = try rezero(["bench", "--layers", "1", "--d-model", "64", "--heads", "2", "--seq-len", "32",
-                                 "--batch-size", "4", "--steps", "2", "--threads", "1", "--json"])
+    /// `rezero bench … --json` with a model of `layers`, `width`, `heads`, `sequence` and `batch`.
+    func bench(_ layers: Int, _ width: Int, _ heads: Int, _ sequence: Int, _ batch: Int, steps: Int, threads: Int) throws
+        -> Benchmark.Result {
+        let result = try rezero(["bench", "--layers", "\(layers)", "--d-model", "\(width)", "--heads", "\(heads)",
+                                 "--seq-len", "\(sequence)", "--batch-size", "\(batch)", "--steps", "\(steps)",
+                                 "--threads", "\(threads)", "--json"])
         XCTAssertEqual(result.status, 0, result.stderr)
-        let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+        return try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+    }
+
+    func testBenchPrintsTokensPerSecondAndMFU() throws {
+        let r = try bench(1, 64, 2, 32, 4, steps: 2, threads: 1)
         XCTAssertGreaterThan(r.tokensPerSecond, 0)
         XCTAssertGreaterThan(r.sgemmPeakGflops, 1)
         XCTAssertGreaterThan(r.mfu, 0)
@@ -195,10 +202,7 @@ final class CommandLineTests: XCTestCase {
     /// With 2 workers the peak is that of 2 threads: measured on the workers' single BLAS thread,
     /// config C reported an MFU of 144%.
     func testMFUOfTwoWorkersIsAgainstTheirTwoThreads() throws {
-        let result = try rezero(["bench", "--layers", "2", "--d-model", "128", "--heads", "4", "--seq-len", "128",
-                                 "--batch-size", "32", "--steps", "20", "--threads", "2", "--json"])
-        XCTAssertEqual(result.status, 0, result.stderr)
-        let r = try JSONCoding.decoder().decode(Benchmark.Result.self, from: Data(result.stdout.utf8))
+        let r = try bench(2, 128, 4, 128, 32, steps: 20, threads: 2)
         XCTAssertEqual(r.workersPerRank, 2)
         XCTAssertLessThan(r.mfu, 1, "model \(r.modelGflops) GFLOP/s against a peak of \(r.sgemmPeakGflops)")
     }
