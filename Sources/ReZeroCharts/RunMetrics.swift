@@ -5,7 +5,8 @@ import ReZero
 /// config.json beside it: what `rezero plot` draws.
 public struct RunMetrics: Sendable {
     public let directory: String
-    /// The run's name in legends: the directory's last path component.
+    /// The run's name in legends: the directory's last path component, and for one learning rate
+    /// of a `compare --lr-grid` (`…/rezero/lr-0.01`) the run's with the rate: "rezero, lr 0.01".
     public var label: String
     public let variant: String
     public let layers: Int
@@ -25,7 +26,12 @@ public struct RunMetrics: Sendable {
             throw MetricsLog.ReadError(path: directory, line: nil, problem: "no such directory")
         }
         self.directory = directory
-        label = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
+        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        label = url.lastPathComponent
+        let prefix = Comparison.learningRateDirectoryPrefix
+        if label.hasPrefix(prefix) {
+            label = url.deletingLastPathComponent().lastPathComponent + ", lr " + label.dropFirst(prefix.count)
+        }
         let model = try Self.model(directory + "/config.json")
         variant = model.variant
         layers = model.layers

@@ -24,6 +24,15 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(LineChart.niceTicks(from: 0, to: 2000, count: 8).count, 11)
     }
 
+    /// A run of a compare --lr-grid is named by its run and learning rate, not by `lr-0.01` alone.
+    func testRunOfALearningRateGridIsNamedWithItsRate() throws {
+        let (fastDir, _) = try RunFixtures.writeRuns("grid-label")
+        let gridDir = URL(fileURLWithPath: fastDir).deletingLastPathComponent().path + "/rezero"
+        try FileManager.default.createDirectory(atPath: gridDir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fastDir, toPath: gridDir + "/lr-0.01")
+        XCTAssertEqual(try RunMetrics(directory: gridDir + "/lr-0.01").label, "rezero, lr 0.01")
+    }
+
     func testChartsOfTwoRunsSkipNonFiniteValuesAndKeepTheSpikeOffTheScale() throws {
         let (fastDir, slowDir) = try RunFixtures.writeRuns("charts")
         let runs = try RunMetrics.load([fastDir, slowDir])

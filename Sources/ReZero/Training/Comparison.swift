@@ -61,6 +61,9 @@ public enum Comparison {
         }
     }
 
+    /// The directory of one learning rate of a grid, under the run's directory: `lr-<rate>`.
+    public static let learningRateDirectoryPrefix = "lr-"
+
     /// Trains `run` at every learning rate of `grid` (each in its own directory under `directory`
     /// when there are several) and marks the best; returns all of them, the chosen one included.
     public static func train(_ run: Run, learningRates grid: [Double], base: TrainingConfig, corpus: Corpus,
@@ -69,7 +72,7 @@ public enum Comparison {
         var rows = try grid.map { lr in
             var config = base
             config.learningRate = lr
-            let place = grid.count == 1 ? directory : directory + "/lr-\(lr)"
+            let place = grid.count == 1 ? directory : directory + "/" + learningRateDirectoryPrefix + "\(lr)"
             return try train(run, base: config, corpus: corpus, collective: collective, directory: place, target: target, log: log)
         }
         if let best = rows.indices.min(by: { Row.isBetter(rows[$0], than: rows[$1]) }) { rows[best].chosen = true }
