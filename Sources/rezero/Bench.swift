@@ -40,7 +40,7 @@ struct Bench: ParsableCommand {
             config.data = data
             config.overlapCommunication = !noOverlap
             let corpus = try data.map { try Corpus.load(path: $0) } ?? SyntheticSource.standard.corpus(bytes: 1 << 20)
-            let trainer = try Trainer(config: config, corpus: corpus, collective: collective)
+            let trainer = try Trainer(config: config, corpus: corpus, collective: collective, threads: threads.count(collective))
             let result = try Benchmark.run(trainer: trainer, warmupSteps: warmupSteps, steps: steps)
             if collective.isRoot { json ? printJSON(result) : report(result, config.model) }
             return .success

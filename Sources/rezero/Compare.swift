@@ -49,7 +49,8 @@ struct Compare: ParsableCommand {
             let grid = lrGrid.map { $0.split(separator: ",").compactMap { Double($0) } } ?? [base.learningRate]
             let rows = try specs.flatMap { run in
                 try Comparison.train(run, learningRates: grid, base: base, corpus: corpus, collective: collective,
-                                     directory: directory + "/" + run.name, target: target, log: say)
+                                     threads: threads.count(collective), directory: directory + "/" + run.name,
+                                     target: target, log: say)
             }
             if collective.isRoot {
                 let table = Comparison.table(rows, target: target, base: base, corpus: corpus, ranks: collective.size)

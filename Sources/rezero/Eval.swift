@@ -42,7 +42,7 @@ struct Eval: ParsableCommand {
             let start = ContinuousClock.now
             let limit = bytes > 0 ? bytes : nil
             let evaluator = Evaluator(model: model, corpus: corpus, collective: collective, batch: batchSize,
-                                      context: evalContext, threads: BLAS.threads)
+                                      context: evalContext, threads: threads.count(collective))
             let bpb = try evaluator.bitsPerByte(split, limit: limit)
             let scored = evaluator.windows(split, limit: limit).reduce(0) { $0 + $1.scored }
             if collective.isRoot {

@@ -123,10 +123,16 @@ struct ThreadOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
     }
 
+    /// The rank's threads. Passed to every trainer and evaluator rather than read back from
+    /// `BLAS.threads`, which a trainer with several workers sets to 1 for them.
+    func count(_ collective: Collective, debug: Bool = false) -> Int {
+        guard !debug else { return 1 }
+        if let threads { return threads }
+        if let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"], let n = Int(env), n > 0 { return n }
+        return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / collective.ranksOnNode)
+    }
+
     func configure(_ collective: Collective, debug: Bool) {
-        var count = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / collective.ranksOnNode)
-        if let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"], let n = Int(env), n > 0 { count = n }
-        if let threads { count = threads }
-        BLAS.threads = debug ? 1 : count
+        BLAS.threads = count(collective, debug: debug)
     }
 }

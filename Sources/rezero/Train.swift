@@ -68,7 +68,8 @@ struct Train: ParsableCommand {
         }
         let directory = runDir ?? checkpoint.map { URL(fileURLWithPath: $0.path).deletingLastPathComponent().path }
             ?? "runs/" + Self.timestamp()
-        let trainer = try Trainer(config: config, corpus: corpus, collective: collective, resume: checkpoint, debug: debug)
+        let trainer = try Trainer(config: config, corpus: corpus, collective: collective,
+                                  threads: threads.count(collective, debug: debug), resume: checkpoint, debug: debug)
         let run = try TrainingRun(trainer: trainer, runDirectory: directory,
                                   resumedAt: checkpoint == nil ? nil : trainer.state.step, log: say)
         run.resumeCommand = ProcessInfo.processInfo.environment["REZERO_RESUME_COMMAND"]

@@ -250,10 +250,12 @@ final class CompareTests: XCTestCase {
     func testCompareTabulatesRunsAndReportsDivergence() throws {
         let dir = Paths.temporaryDirectory("compare")
         let common = ["compare", "--layers", "1", "--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
-                      "--warmup", "5", "--eval-every", "5", "--eval-bytes", "2048", "--log-every", "100", "--threads", "1"]
+                      "--warmup", "5", "--eval-every", "5", "--eval-bytes", "2048", "--log-every", "100"]
         let ok = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr", "1e-2", "--target", "7.5",
-                                      "--out", dir + "/ok"])
+                                      "--threads", "2", "--out", dir + "/ok"])
         XCTAssertEqual(ok.status, 0, ok.stderr)
+        // Every run gets the rank's threads, not only the first (whose workers set BLAS to one thread).
+        XCTAssertEqual(ok.stdout.components(separatedBy: "1 rank(s) × 2 worker(s) × 1 BLAS thread(s)").count - 1, 2, ok.stdout)
         let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ok/compare.json"))) as! [[String: Any]]
         XCTAssertEqual(rows.map { $0["run"] as! String }, ["postnorm+warmup", "rezero"])
         for row in rows {
@@ -267,7 +269,7 @@ final class CompareTests: XCTestCase {
 
         // A learning-rate grid: every run at every rate, the table showing each run's best.
         let grid = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr-grid", "1e-3,3e-2",
-                                        "--target", "7.5", "--out", dir + "/grid"])
+                                        "--target", "7.5", "--threads", "1", "--out", dir + "/grid"])
         XCTAssertEqual(grid.status, 0, grid.stderr)
         let all = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/grid/compare.json"))) as! [[String: Any]]
         XCTAssertEqual(all.count, 4)

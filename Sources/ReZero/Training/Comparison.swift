@@ -67,13 +67,14 @@ public enum Comparison {
     /// Trains `run` at every learning rate of `grid` (each in its own directory under `directory`
     /// when there are several) and marks the best; returns all of them, the chosen one included.
     public static func train(_ run: Run, learningRates grid: [Double], base: TrainingConfig, corpus: Corpus,
-                             collective: Collective, directory: String, target: Double,
+                             collective: Collective, threads: Int, directory: String, target: Double,
                              log: @escaping (String) -> Void) throws -> [Row] {
         var rows = try grid.map { lr in
             var config = base
             config.learningRate = lr
             let place = grid.count == 1 ? directory : directory + "/" + learningRateDirectoryPrefix + "\(lr)"
-            return try train(run, base: config, corpus: corpus, collective: collective, directory: place, target: target, log: log)
+            return try train(run, base: config, corpus: corpus, collective: collective, threads: threads, directory: place,
+                             target: target, log: log)
         }
         if let best = rows.indices.min(by: { Row.isBetter(rows[$0], than: rows[$1]) }) { rows[best].chosen = true }
         return rows
@@ -83,7 +84,7 @@ public enum Comparison {
     /// already holds a finished run of exactly this configuration, reads it back, so that an
     /// interrupted comparison, a wider learning-rate grid or another target only trains what is
     /// missing.
-    public static func train(_ run: Run, base: TrainingConfig, corpus: Corpus, collective: Collective,
+    public static func train(_ run: Run, base: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int,
                              directory: String, target: Double, log: @escaping (String) -> Void) throws -> Row {
         var config = base
         config.model.variant = run.variant
@@ -95,13 +96,13 @@ public enum Comparison {
             var testBpb: Double?
             if finished.summary.status == .completed, let checkpoint = finished.summary.checkpoint {
                 testBpb = try Evaluator(model: Checkpoint.load(path: checkpoint).model(batch: batch), corpus: corpus, collective: collective,
-                                        batch: batch, context: config.evalContext, threads: BLAS.threads).bitsPerByte(.test)
+                                        batch: batch, context: config.evalContext, threads: threads).bitsPerByte(.test)
             }
             return row(run, config, finished.summary, history: finished.validation, seconds: finished.seconds,
                        target: target, testBpb: testBpb)
         }
         log("== \(run.name), lr \(config.learningRate): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps, warm-up \(config.warmup)")
-        let trainer = try Trainer(config: config, corpus: corpus, collective: collective)
+        let trainer = try Trainer(config: config, corpus: corpus, collective: collective, threads: threads)
         let training = try TrainingRun(trainer: trainer, runDirectory: directory, log: log)
         var clock = Clock()
         let summary = try training.run()

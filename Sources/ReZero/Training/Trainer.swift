@@ -43,7 +43,7 @@ public final class Trainer {
     ///   - threads: the threads this rank may use (see `ThreadLayout`).
     ///   - resume: a checkpoint to continue from; its architecture must equal `config.model`.
     ///   - debug: check every activation and gradient for NaN/Inf, on one thread.
-    public init(config: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int = BLAS.threads,
+    public init(config: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int = 1,
                 resume: Checkpoint.Loaded? = nil, debug: Bool = false) throws {
         try config.validate(worldSize: collective.size)
         try corpus.validate(sequence: config.model.seqLen)
