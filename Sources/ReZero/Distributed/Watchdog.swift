@@ -181,8 +181,7 @@ public final class Watchdog {
                     try listen(r)  // the late answer to an earlier probe
                 }
             }
-            if !answered.indices.contains(where: { $0 != rank && answered[$0] == nil }),
-               let busy = others.first(where: { answered[$0] == .busy }) {
+            if others.allSatisfy({ answered[$0] != nil }), let busy = others.first(where: { answered[$0] == .busy }) {
                 return .busy(busy)
             }
         }
