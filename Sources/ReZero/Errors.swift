@@ -39,7 +39,6 @@ public struct RezeroError: Error, CustomStringConvertible, Equatable, Sendable {
     public static func usage(_ message: String) -> RezeroError { RezeroError(.usage, message) }
     /// Something failed while running.
     public static func failure(_ message: String) -> RezeroError { RezeroError(.failure, message) }
-    public static func diverged(_ message: String) -> RezeroError { RezeroError(.diverged, message) }
 }
 
 extension ExitStatus {

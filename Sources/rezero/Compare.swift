@@ -12,7 +12,7 @@ struct Compare: ParsableCommand {
         first for --diverge-patience steps, is stopped and reported as diverged.
         """)
 
-    @OptionGroup var model: ModelOptions<TrainingDefaults>
+    @OptionGroup var model: ModelOptions<CompareDefaults>
     @OptionGroup var training: TrainingOptions
     @OptionGroup var cadence: RunOptions
     @OptionGroup var threads: ThreadOptions
@@ -38,7 +38,9 @@ struct Compare: ParsableCommand {
     func run() throws {
         runJob(threads: threads, collectiveTimeout: watchdog.collectiveTimeout) { collective in
             let say = rootPrinter(collective)
-            let specs = try runs.split(separator: ",").map { try Comparison.Run(parsing: String($0)) }
+            let specs = try runs.split(separator: ",", omittingEmptySubsequences: false).map {
+                try Comparison.Run(parsing: String($0))
+            }
             let directory = out ?? "runs/compare-" + Train.timestamp()
             var base = TrainingConfig()
             model.apply(to: &base.model)

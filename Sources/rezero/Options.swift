@@ -9,12 +9,26 @@ extension OptimizerKind: ExpressibleByArgument {}
 extension Split: ExpressibleByArgument {}
 
 /// The architecture a subcommand starts from when no flag says otherwise.
-protocol ModelDefaults { static var model: ModelConfig { get } }
+protocol ModelDefaults {
+    static var model: ModelConfig { get }
+    /// False where the subcommand chooses the variants itself: --variant is then hidden from --help.
+    static var takesVariant: Bool { get }
+}
 
-/// `train`'s and `compare`'s defaults: TrainingConfig's.
+extension ModelDefaults {
+    static var takesVariant: Bool { true }
+}
+
+/// `train`'s defaults: TrainingConfig's.
 enum TrainingDefaults: ModelDefaults {
     static let config = TrainingConfig()
     static var model: ModelConfig { config.model }
+}
+
+/// `compare`'s: train's, with the variants taken from --runs.
+enum CompareDefaults: ModelDefaults {
+    static var model: ModelConfig { TrainingDefaults.model }
+    static var takesVariant: Bool { false }
 }
 
 /// Architecture flags. Optional so that a resumed run takes them from its checkpoint; the help
@@ -27,7 +41,7 @@ struct ModelOptions<Defaults: ModelDefaults>: ParsableArguments {
     @Option(name: .customLong("seq-len"), help: "Context length T in bytes (default: \(Defaults.model.seqLen)).") var seqLen: Int?
     @Option(help: ArgumentHelp("Residual variant (default: \(Defaults.model.variant.rawValue)): " + Variant.allCases.map {
         "\($0.rawValue): \($0.architecture.formula)"
-    }.joined(separator: "; ") + ".")) var variant: Variant?
+    }.joined(separator: "; ") + ".", visibility: Defaults.takesVariant ? .default : .hidden)) var variant: Variant?
     @Option(help: "FFN activation: relu, gelu (tanh form) (default: \(Defaults.model.activation.rawValue)).") var activation: ActivationKind?
 
     /// The flags given, over `base` (the defaults, or a checkpoint's architecture).

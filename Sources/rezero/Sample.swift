@@ -24,7 +24,7 @@ struct Sample: ParsableCommand {
             let loaded = if let checkpoint {
                 try Checkpoint.load(path: checkpoint)
             } else {
-                try CheckpointDirectory(runDir!).latestValid { print($0) }
+                try CheckpointDirectory(runDir!).latestValid { printError($0) }
             }
             let model = try loaded.model(batch: 1)
             let bytes = try Sampler.generate(model: model, prompt: Array(prompt.utf8), count: length,

@@ -62,7 +62,8 @@ struct Train: ParsableCommand {
             say("--allow-data-change: resuming on \(corpus.identity) instead of \(recorded)")
         }
         if let h = corpus.entropyRate {
-            say(String(format: "no --data and no data/enwik8: training on the built-in synthetic corpus (%d bytes, entropy rate %.4f bits/byte)", corpus.bytes.count, h))
+            let why = checkpoint == nil ? "no --data and no data/enwik8: training" : "resuming"
+            say(why + String(format: " on the built-in synthetic corpus (%d bytes, entropy rate %.4f bits/byte)", corpus.bytes.count, h))
         } else {
             config.data = corpus.name
         }

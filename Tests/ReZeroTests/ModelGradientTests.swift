@@ -7,7 +7,14 @@ final class ModelGradientTests: XCTestCase {
     func check(_ variant: Variant, _ activation: ActivationKind, alpha: Double?, dropout: Double = 0) throws {
         let config = ModelConfig(layers: 2, dModel: 8, heads: 2, ffMult: 2, seqLen: 5, variant: variant, activation: activation)
         let results = try GradientCheck.run(config: config, alpha: alpha, dropout: dropout)
-        XCTAssertEqual(results.count, ParameterLayout(config).tensors.count)
+        let perLayer = ["attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                        "ffn.fc1.weight", "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias"]
+            + (variant.architecture.hasAlpha ? ["alpha"] : [])
+            + (variant.architecture.hasLayerNorms ? ["norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"] : [])
+        let expected = ["token_embedding.weight", "position_embedding.weight", "head.weight", "head.bias"]
+            + (0..<2).flatMap { l in perLayer.map { "layers.\(l).\($0)" } }
+            + (variant.architecture.finalNorm ? ["final_norm.weight", "final_norm.bias"] : [])
+        XCTAssertEqual(Set(results.map(\.name)), Set(expected), "every tensor checked, \(variant)")
         for r in results {
             XCTAssertLessThanOrEqual(r.relativeError, 1e-6, "\(variant) \(activation) α=\(String(describing: alpha)) dropout \(dropout) \(r.name)")
         }

@@ -31,9 +31,12 @@ final class TrainingTests: XCTestCase {
                           namedTensors(try SmallRun.trained(SmallRun.config(), steps: 0).model))
     }
 
+    /// Each α moves by Adam-sized steps (about lr each), not by rounding noise.
     func testAlphaLearnsAwayFromZero() throws {
         let trainer = try SmallRun.trained(SmallRun.config(), steps: 5)
-        for offset in trainer.model.layout.alphaOffsets { XCTAssertNotEqual(trainer.model.parameters[offset], 0) }
+        for offset in trainer.model.layout.alphaOffsets {
+            XCTAssertGreaterThan(abs(trainer.model.parameters[offset]), 1e-3, "α = \(trainer.model.parameters[offset])")
+        }
     }
 
     /// The parts the overlapped all-reduce sends, in backward's order, tile the buffer exactly.

@@ -25,6 +25,11 @@ final class CommandLineTests: XCTestCase {
         try expectFailure(["train", "--threads", "0", "--run-dir", dir], mentions: "--threads 0")
         try expectFailure(["train", "--lr=-1", "--run-dir", dir], mentions: "--lr -1.0: must be positive")
         try expectFailure(["eval", "--checkpoint", dir + "/none.safetensors"], mentions: "none.safetensors: no such file")
+        // sample has no --resume: its error names the flag it was given.
+        let empty = dir + "/empty-run"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try expectFailure(["sample", "--run-dir", empty], mentions: "--run-dir \(empty): no valid checkpoint")
+        try expectFailure(["compare", "--runs", "rezero,,prenorm", "--out", dir + "/compare"], mentions: "--runs: '' is not VARIANT")
     }
 
     func testHelpDocumentsEveryTrainingFlagWithADefault() throws {
@@ -38,7 +43,18 @@ final class CommandLineTests: XCTestCase {
         let words = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         XCTAssertTrue(words.contains("α, biases and LayerNorm parameters are excluded from this layer adaptation"), "--optimizer help")
         XCTAssertTrue(words.contains("gpt2norm: prenorm with GPT-2's initialization"), "--variant help")
-        XCTAssertGreaterThanOrEqual(help.components(separatedBy: "(default:").count - 1, 20)
+        // Every option that takes a value states its default in its own entry (--data and --resume
+        // describe what their absence means instead).
+        let entries = help.components(separatedBy: "\n  -").dropFirst().map { "-" + $0 }
+        let valued = entries.filter { $0.prefix { $0 != "\n" }.contains("<") }
+        XCTAssertGreaterThanOrEqual(valued.count, 25)
+        for entry in valued where !entry.hasPrefix("--data ") && !entry.hasPrefix("--resume ") {
+            let name = entry.prefix { !$0.isWhitespace }
+            XCTAssertTrue(entry.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains("(default:"),
+                          "\(name) states no default")
+        }
+        // compare takes its variants from --runs: a --variant there is refused, so --help hides it.
+        XCTAssertFalse(try rezero(["compare", "--help"]).stdout.contains("--variant"))
     }
 
     /// train → run directory files → eval, sample, inspect, and the safetensors file read by numpy.
@@ -75,9 +91,17 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(test.status, 0, test.stderr)
         XCTAssertTrue(test.stdout.contains("test:"), test.stdout)
 
-        let sample = try rezero(["sample", "--checkpoint", checkpoint, "--prompt", "the ", "--length", "40"])
-        XCTAssertEqual(sample.status, 0, sample.stderr)
-        XCTAssertTrue(sample.stdout.hasPrefix("the "))
+        // The continuation is a function of the seed: repeated with it, different with another.
+        func sample(seed: Int) throws -> String {
+            let result = try rezero(["sample", "--checkpoint", checkpoint, "--prompt", "the ", "--length", "40", "--seed", String(seed)])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertTrue(result.stdout.hasPrefix("the "), result.stdout)
+            return String(result.stdout.dropFirst(4))
+        }
+        let continuation = try sample(seed: 1)
+        XCTAssertGreaterThanOrEqual(continuation.count, 10, continuation)
+        XCTAssertEqual(try sample(seed: 1), continuation)
+        XCTAssertNotEqual(try sample(seed: 2), continuation)
 
         let inspect = try rezero(["inspect", checkpoint, "--values", "layers.0.alpha"])
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
@@ -205,6 +229,8 @@ final class CommandLineTests: XCTestCase {
         let r = try bench(2, 128, 4, 128, 32, steps: 20, threads: 2)
         XCTAssertEqual(r.workersPerRank, 2)
         XCTAssertLessThan(r.mfu, 1, "model \(r.modelGflops) GFLOP/s against a peak of \(r.sgemmPeakGflops)")
+        let one = try bench(2, 128, 4, 128, 32, steps: 2, threads: 1)
+        XCTAssertGreaterThan(r.sgemmPeakGflops, 1.4 * one.sgemmPeakGflops, "the 2-worker peak is not that of 2 threads")
     }
 
     /// The steady-state training step allocates nothing: bench counts every malloc of the process

@@ -51,7 +51,8 @@ final class ResumeSafetyTests: XCTestCase {
         randomFile(dir + "/data/enwik8", bytes: 100_000, seed: 4)
         let resumed = try train(["--steps", "5", "--run-dir", "run", "--resume"], directory: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("training on the built-in synthetic corpus"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resuming on the built-in synthetic corpus"), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("no --data and no data/enwik8"), resumed.stdout)
         let config = try TrainingConfig.decode(json: String(contentsOfFile: dir + "/run/config.json", encoding: .utf8))
         XCTAssertNil(config.data, "config.json names no corpus file")
     }

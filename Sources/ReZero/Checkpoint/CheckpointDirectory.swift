@@ -86,6 +86,6 @@ public struct CheckpointDirectory {
                 warn("warning: skipping checkpoint \(error)")
             }
         }
-        throw RezeroError.usage("--resume: no valid checkpoint in \(path)")
+        throw RezeroError.usage("--run-dir \(path): no valid checkpoint")
     }
 }

@@ -17,8 +17,7 @@ public final class RunDirectory {
     private var metricsLost: (step: Int, count: Int, problem: String)?
     private var otherLosses: [String] = []
 
-    public var metricsPath: String { path + "/metrics.jsonl" }
-    public var summaryPath: String { path + "/summary.json" }
+    var summaryPath: String { path + "/summary.json" }
 
     /// What the run failed to write, one line each; empty when every file is complete.
     var lost: [String] {

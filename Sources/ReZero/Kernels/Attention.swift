@@ -57,9 +57,9 @@ enum Attention {
         var tile: Int { Swift.min(keyBlock, sequence) }
     }
 
-    /// The measured faster path (flashbench `paths`, REPORT.md): the whole-prefix product up to
-    /// T = 2048, key tiles beyond, where the 2·block×T backward scratch no longer fits in L2 (the
-    /// two are within ~2% of each other up to T = 4096; tiles win by 1–4% at 8192 and 16384).
+    /// The measured faster path: the whole-prefix product up to T = 2048, key tiles beyond, where
+    /// the 2·block×T backward scratch no longer fits in L2 (the two are within ~2% of each other up
+    /// to T = 4096; tiles win by 1–4% at 8192 and 16384).
     static func preferredPath(for shape: Shape) -> Path {
         shape.sequence <= 2048 ? .prefix : .tiled
     }

@@ -28,8 +28,6 @@ struct Dropout: Sendable {
         init(low: UInt32, high: UInt32) { self.low = low; self.high = high }
     }
 
-    /// Requested drop probability.
-    let rate: Double
     /// Global index of this micro-batch's sequence 0 (rank offset + micro-batch offset).
     let firstSequence: Int
     /// Keep iff (hash >> 8) ≥ threshold.
@@ -43,7 +41,6 @@ struct Dropout: Sendable {
 
     init(rate: Double, seed: UInt64, step: Int, layer: Int, firstSequence: Int = 0) {
         precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
-        self.rate = rate
         self.firstSequence = firstSequence
         let t = (rate * 16_777_216).rounded()
         threshold = Int32(t)

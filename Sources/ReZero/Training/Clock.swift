@@ -11,9 +11,6 @@ struct Clock {
         return Double(now - last) * 1e-9
     }
 
-    /// Seconds since the last lap, without starting a new one.
-    var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - last) * 1e-9 }
-
     /// "42s", "3m07s", "2h05m"; "?" for a duration not yet known.
     static func format(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }

@@ -1,6 +1,6 @@
 /// How one rank uses its threads: data-parallel workers, each with single-threaded BLAS, or —
-/// when the micro-batch has a single sequence, or for `--debug` — one worker whose BLAS uses all
-/// the threads.
+/// when the micro-batch has a single sequence — one worker whose BLAS uses all the threads
+/// (`--debug` asks for one thread, so it runs one worker on one thread).
 public struct ThreadLayout: Sendable, Equatable, CustomStringConvertible {
     /// Workers sharing the rank's micro-batch, each with its own slice, activations and gradients.
     public let workers: Int

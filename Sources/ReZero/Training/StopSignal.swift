@@ -25,7 +25,4 @@ public enum StopSignal {
         let number = received.load(ordering: .relaxed)
         return number == 0 ? nil : number
     }
-
-    /// For tests: forget a received signal.
-    static func reset() { received.store(0, ordering: .relaxed) }
 }
