@@ -28,18 +28,21 @@ struct CheckAllReduce: ParsableCommand {
             // Small integers times a power of two: every partial sum is exact in Float.
             func value(_ rank: Int, _ i: Int) -> Double { Double((rank + 1) * (i % 13 + 1) - 7) }
             var buffer = (0..<count).map { Float(value(collective.rank, $0) / Double(size)) }
+            let callsBefore = collective.chunkCalls
             try collective.allReduceSum(&buffer, count: count)
+            let sumCalls = collective.chunkCalls - callsBefore
             let wrongSums = buffer.indices.filter { i in
                 Double(buffer[i]) != (0..<size).reduce(0.0) { $0 + value($1, i) } / Double(size)
             }.count
             var broadcast = collective.isRoot ? (0..<count).map { Float(value(0, $0)) } : [Float](repeating: 0, count: count)
             try broadcast.withUnsafeMutableBytes { try collective.broadcast($0.baseAddress!, bytes: $0.count) }
+            let broadcastCalls = collective.chunkCalls - callsBefore - sumCalls
             let wrongCopies = broadcast.indices.filter { Double(broadcast[$0]) != value(0, $0) }.count
             var totals = [Double(wrongSums), Double(wrongCopies)]
             try collective.allReduce(&totals, .sum)
             if collective.isRoot {
-                print("all-reduce over \(size) rank(s) of \(count) floats: \(Int(totals[0])) wrong")
-                print("broadcast to \(size) rank(s) of \(count * 4) bytes in calls of at most \(collective.chunk): \(Int(totals[1])) wrong")
+                print("all-reduce over \(size) rank(s) of \(count) floats in \(sumCalls) MPI call(s): \(Int(totals[0])) wrong")
+                print("broadcast to \(size) rank(s) of \(count * 4) bytes in \(broadcastCalls) MPI call(s) of at most \(collective.chunk): \(Int(totals[1])) wrong")
             }
             return totals[0] + totals[1] > 0 ? .failure : .success
         }

@@ -30,6 +30,8 @@ public final class Collective {
     /// The most elements one MPI call is given (MPI counts are Int32); `check-allreduce --chunk`
     /// lowers it to test the splitting.
     public var chunk = Int(Int32.max)
+    /// MPI calls started so far for sums and broadcasts of buffers: one per chunk.
+    public private(set) var chunkCalls = 0
     /// Requests of the blocking-style calls, allocated once so that a step allocates nothing.
     private var requests: [MPI_Request?] = []
 
@@ -135,6 +137,7 @@ public final class Collective {
             try Self.check("MPI_Ibcast", MPI_Ibcast(buffer + start, Int32(Swift.min(chunk, bytes - start)),
                                                     rezero_mpi_byte(), Int32(root), world, &request))
             requests.append(request)
+            chunkCalls += 1
         }
         try watchdog!.wait(&requests, .broadcast)
     }
@@ -173,6 +176,7 @@ public final class Collective {
                                                             Int32(Swift.min(chunk, count - start)), rezero_mpi_float(),
                                                             rezero_mpi_sum(), world, &request))
             requests.append(request)
+            chunkCalls += 1
         }
     }
 
