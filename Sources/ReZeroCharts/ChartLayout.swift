@@ -18,15 +18,23 @@ extension LineChart {
     func titleHeight(panel: Bool) -> Double { panel ? 28 : Style.titleBlock }
 
     var xExtent: ClosedRange<Double>? {
-        let xs = series.flatMap { $0.points.filter { $0.x.isFinite && $0.y.isFinite }.map(\.x) }
+        let xs = series.flatMap { $0.points.filter { $0.x.isFinite && $0.y.isFinite }.map(\.x) } + (xTicks ?? []).map(\.value)
         guard let lo = xs.min(), let hi = xs.max() else { return nil }
         return lo...hi
+    }
+
+    /// Every finite y the chart shows: the lines' points and their bands' edges.
+    var yValues: [Double] {
+        series.flatMap { s in
+            s.points.filter { $0.x.isFinite && $0.y.isFinite }.map(\.y)
+                + s.band.filter(\.x.isFinite).flatMap { [$0.low, $0.high] }.filter(\.isFinite)
+        }
     }
 
     /// The finite data's range with both ends pulled in to the 2nd/98th percentile plus a tenth
     /// of the spread between them: a handful of diverged points must not decide the scale.
     var yExtent: (Double, Double) {
-        let ys = series.flatMap { $0.points.filter { $0.x.isFinite && $0.y.isFinite }.map(\.y) }.sorted()
+        let ys = yValues.sorted()
         guard let lo = ys.first, let hi = ys.last else { return (0, 1) }
         func quantile(_ q: Double) -> Double {
             let position = q * Double(ys.count - 1), k = Int(position)
@@ -100,11 +108,15 @@ extension LineChart {
                         maxY: top + height - Style.bottomMargin)
         let yTicks = yTicks(height: height, panel: panel)
         // Fewer x ticks until the widest label fits its slot.
-        var xTicks: [Double] = []
-        for count in stride(from: max(2, Int(plot.width / 80)), through: 1, by: -1) {
+        let given = self.xTicks.flatMap { $0.count > 1 ? $0 : nil }
+        var xTicks = given.map { $0.map(\.value).sorted() } ?? []
+        for count in stride(from: max(2, Int(plot.width / 80)), through: 1, by: -1) where given == nil {
             xTicks = Self.niceTicks(from: xDomain.lowerBound, to: xDomain.upperBound, count: count)
             let widest = xTicks.map { Style.width(Self.tickLabel($0, ticks: xTicks)) }.max()!
             if widest + 12 <= plot.width / Double(xTicks.count - 1) { break }
+        }
+        func xTickLabel(_ t: Double) -> String {
+            given?.first { $0.value == t }?.label ?? Self.tickLabel(t, ticks: xTicks)
         }
         let (x0, x1, y0, y1) = (xTicks.first!, xTicks.last!, yTicks.first!, yTicks.last!)
         // Pixels clamped far outside the plot: finite for any finite data, and clipping moves
@@ -122,7 +134,7 @@ extension LineChart {
         s += "</g>\n"
         s += #"<path d="M\#(n(plot.minX)),\#(n(plot.minY))V\#(n(plot.maxY))H\#(n(plot.maxX))" fill="none" stroke="\#(Style.axis)" shape-rendering="crispEdges"/>"# + "\n"
         for t in xTicks {
-            s += Self.text(Self.tickLabel(t, ticks: xTicks), x: project((t, y0)).x, y: plot.maxY + 17,
+            s += Self.text(xTickLabel(t), x: project((t, y0)).x, y: plot.maxY + 17,
                            attributes: #"class="xtick" text-anchor="middle""#)
         }
         for t in yTicks {
@@ -134,6 +146,19 @@ extension LineChart {
         s += Self.text(yLabel, x: 16, y: (plot.minY + plot.maxY) / 2,
                        attributes: #"text-anchor="middle" transform="rotate(-90 16 \#(yMid))""#)
 
+        if series.contains(where: { !$0.band.isEmpty }) {
+            let clip = "plot-\(Int(top))"
+            s += #"<clipPath id="\#(clip)"><rect x="\#(n(plot.minX))" y="\#(n(plot.minY))" width="\#(n(plot.width))" height="\#(n(plot.height))"/></clipPath>"# + "\n"
+            for (i, series) in series.enumerated() {
+                // A non-finite entry breaks the band, as one breaks the line.
+                let pieces = series.band.split { !($0.x.isFinite && $0.low.isFinite && $0.high.isFinite) }
+                for edge in pieces where edge.count > 1 {
+                    let outline = edge.map { project(($0.x, $0.high)) } + edge.reversed().map { project(($0.x, $0.low)) }
+                    let d = "M" + outline.map { "\(n($0.x)),\(n($0.y))" }.joined(separator: "L") + "Z"
+                    s += #"<path class="band" d="\#(d)" fill="\#(color(i))" fill-opacity="0.18" stroke="none" clip-path="url(#\#(clip))"/>"# + "\n"
+                }
+            }
+        }
         for (i, series) in series.enumerated() {
             let (path, lone) = trace(series.points.map(project), in: plot)
             if !path.isEmpty {

@@ -12,12 +12,16 @@ public struct LineChart: Sendable {
         public var points: [(x: Double, y: Double)]
         /// Circles on the points, for sparse series such as periodic evaluations.
         public var markers: Bool
+        /// A shaded range around the line (the spread of several seeds), drawn under it.
+        public var band: [(x: Double, low: Double, high: Double)]
 
-        public init(label: String, color: String? = nil, points: [(x: Double, y: Double)], markers: Bool = false) {
+        public init(label: String, color: String? = nil, points: [(x: Double, y: Double)], markers: Bool = false,
+                    band: [(x: Double, low: Double, high: Double)] = []) {
             self.label = label
             self.color = color
             self.points = points
             self.markers = markers
+            self.band = band
         }
     }
 
@@ -37,15 +41,19 @@ public struct LineChart: Sendable {
     /// Upper bound of the automatic y range (e.g. 8.5 bits/byte, a little above a uniform guess),
     /// for when diverged points are too many for the percentile cap.
     public var yCeiling: Double?
+    /// Ticks to put on the x axis instead of round numbers: for an axis whose x is a transform
+    /// of what the labels say (log₂ of the depth, labeled with the depth).
+    public var xTicks: [(value: Double, label: String)]?
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series], legend: Legend = .entries,
-                yCeiling: Double? = nil) {
+                yCeiling: Double? = nil, xTicks: [(value: Double, label: String)]? = nil) {
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
         self.series = series
         self.legend = legend
         self.yCeiling = yCeiling
+        self.xTicks = xTicks
     }
 
     /// Tableau 10: distinct hues of similar weight, legible on white.

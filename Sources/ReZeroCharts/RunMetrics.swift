@@ -5,8 +5,9 @@ import ReZero
 /// config.json beside it: what `rezero plot` draws.
 public struct RunMetrics: Sendable {
     public let directory: String
-    /// The run's name in legends: the directory's last path component, and for one learning rate
-    /// of a `compare --lr-grid` (`…/rezero/lr-0.01`) the run's with the rate: "rezero, lr 0.01".
+    /// The run's name in legends: the directory's last path component, and for a run of a
+    /// `compare` grid (`…/rezero/lr-0.01/seed-2`) the row's name with its setting: "rezero, lr
+    /// 0.01, seed 2".
     public var label: String
     public let variant: String
     public let layers: Int
@@ -26,12 +27,16 @@ public struct RunMetrics: Sendable {
             throw MetricsLog.ReadError(path: directory, line: nil, problem: "no such directory")
         }
         self.directory = directory
-        let url = URL(fileURLWithPath: directory).standardizedFileURL
-        label = url.lastPathComponent
-        let prefix = Comparison.learningRateDirectoryPrefix
-        if label.hasPrefix(prefix) {
-            label = url.deletingLastPathComponent().lastPathComponent + ", lr " + label.dropFirst(prefix.count)
+        var components = URL(fileURLWithPath: directory).standardizedFileURL.pathComponents
+        let settingNames = [(Comparison.learningRateDirectoryPrefix, "lr "), (Comparison.warmupDirectoryPrefix, "warm-up "),
+                            (Comparison.seedDirectoryPrefix, "seed ")]
+        var setting: [String] = []
+        while components.count > 1, let last = components.last,
+              let (prefix, name) = settingNames.first(where: { last.hasPrefix($0.0) }) {
+            setting.insert(name + last.dropFirst(prefix.count), at: 0)
+            components.removeLast()
         }
+        label = ([components.last ?? directory] + setting).joined(separator: ", ")
         let model = try Self.model(directory + "/config.json")
         variant = model.variant
         layers = model.layers

@@ -24,13 +24,50 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(LineChart.niceTicks(from: 0, to: 2000, count: 8).count, 11)
     }
 
-    /// A run of a compare --lr-grid is named by its run and learning rate, not by `lr-0.01` alone.
-    func testRunOfALearningRateGridIsNamedWithItsRate() throws {
+    /// A run of a compare grid is named by its row and setting, not by `seed-2` alone.
+    func testRunOfACompareGridIsNamedWithItsSetting() throws {
         let (fastDir, _) = try RunFixtures.writeRuns("grid-label")
-        let gridDir = URL(fileURLWithPath: fastDir).deletingLastPathComponent().path + "/rezero"
-        try FileManager.default.createDirectory(atPath: gridDir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: fastDir, toPath: gridDir + "/lr-0.01")
-        XCTAssertEqual(try RunMetrics(directory: gridDir + "/lr-0.01").label, "rezero, lr 0.01")
+        let rowDir = URL(fileURLWithPath: fastDir).deletingLastPathComponent().path + "/prenorm+warmup"
+        for setting in ["lr-0.01", "lr-0.01/warmup-500/seed-2"] {
+            try FileManager.default.createDirectory(atPath: rowDir + "/" + setting, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: rowDir + "/" + setting)
+            try FileManager.default.copyItem(atPath: fastDir, toPath: rowDir + "/" + setting)
+        }
+        XCTAssertEqual(try RunMetrics(directory: rowDir + "/lr-0.01").label, "prenorm+warmup, lr 0.01")
+        XCTAssertEqual(try RunMetrics(directory: rowDir + "/lr-0.01/warmup-500/seed-2").label, "prenorm+warmup, lr 0.01, warm-up 500, seed 2")
+    }
+
+    /// compare's charts: a row's seeds as their mean line over a band from their minimum to their
+    /// maximum; depth on a log axis labeled with the layer counts, a row's missing depth a gap.
+    func testStudyChartsDrawSeedBandsAndDepthTicks() throws {
+        typealias T = ComparisonTests
+        func row(_ run: String, _ layers: Int, _ curves: [[(Int, Double)]]) -> Comparison.RowResult {
+            let trials = curves.enumerated().map { T.trial(run, seed: UInt64($0.offset + 1), curve: $0.element) }
+            return Comparison.RowResult(run: run, layers: layers, tuning: [trials[0]], missing: [], seeds: trials, target: 3.0)
+        }
+        let shallow = Comparison.DepthResult(layers: 6, rows: [row("rezero", 6, [[(100, 3.5), (200, 2.9)], [(100, 3.3), (200, 3.1)]]),
+                                                               row("postnorm+warmup", 6, [[(100, 3.6), (200, 3.4)]])])
+        let deep = Comparison.DepthResult(layers: 96, rows: [row("rezero", 96, [[(100, 3.2), (200, 2.8)], [(100, 3.0), (200, 2.9)]]),
+                                                             row("postnorm+warmup", 96, [[(100, 4.7), (200, 4.7)]])])
+        let validation = StudyCharts.validation(shallow)
+        XCTAssertEqual(validation.series[0].points.map(\.y), [3.4, 3.0])
+        XCTAssertEqual(validation.series[0].band.map(\.low), [3.3, 2.9])
+        XCTAssertEqual(validation.series[0].band.map(\.high), [3.5, 3.1])
+        XCTAssertTrue(validation.series[1].band.isEmpty, "one seed has no band")
+        let svg = validation.svg()
+        XCTAssertEqual(svg.components(separatedBy: #"class="band""#).count - 1, 1, svg)
+        _ = try SVGElements(svg)
+
+        let depth = StudyCharts.stepsToTarget([shallow, deep], target: 3.0)
+        let rezero = depth.series[0]
+        XCTAssertEqual(rezero.points.map(\.x), [log2(6), log2(96)])
+        XCTAssertEqual(rezero.points.map(\.y), [200, 150])
+        XCTAssertEqual(rezero.band.map(\.low), [200, 100])
+        XCTAssertTrue(depth.series[1].points.allSatisfy { !$0.y.isFinite }, "Post-LN never reaches 3.0")
+        XCTAssertEqual(depth.series[1].label, "postnorm+warmup (none at 6, 96 layers)")
+        let depthSVG = depth.svg()
+        XCTAssertTrue(depthSVG.contains(#"class="xtick" text-anchor="middle">6</text>"#) && depthSVG.contains(">96</text>"), depthSVG)
+        _ = try SVGElements(depthSVG)
     }
 
     func testChartsOfTwoRunsSkipNonFiniteValuesAndKeepTheSpikeOffTheScale() throws {
@@ -197,7 +234,10 @@ final class SVGElements: NSObject, XMLParserDelegate {
         }
         var frameIndex = -1, vertices = 0
         for element in elements where element.name == "path" {
-            guard element.attributes["class"] == "series" else { frameIndex += 1; continue }
+            guard element.attributes["class"] == "series" else {
+                if element.attributes["class"] == nil { frameIndex += 1 }
+                continue
+            }
             let (left, top, right, bottom) = frames[frameIndex]
             var pen = (0.0, 0.0)
             let d = element.attributes["d"]!

@@ -271,76 +271,135 @@ final class CommandLineTests: XCTestCase {
     }
 }
 
-/// `rezero compare`: every run in its own directory, a table with each row, divergence reported.
+/// `rezero compare`: every setting of the grids and every seed in its own directory, tables
+/// computed from those runs, studies read back (also without checkpoints), interrupted, extended.
 final class CompareTests: XCTestCase {
-    func testCompareTabulatesRunsAndReportsDivergence() throws {
-        let dir = Paths.temporaryDirectory("compare")
-        let common = ["compare", "--layers", "1", "--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
-                      "--warmup", "5", "--eval-every", "5", "--eval-bytes", "2048", "--log-every", "100"]
-        let ok = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr", "1e-2", "--target", "7.5",
-                                      "--threads", "2", "--out", dir + "/ok"])
-        XCTAssertEqual(ok.status, 0, ok.stderr)
+    /// A one-layer study of 20 steps; `deep` leaves the layers to --depths.
+    static let deep = ["compare", "--d-model", "16", "--heads", "2", "--seq-len", "16", "--batch-size", "4",
+                       "--eval-every", "5", "--eval-bytes", "2048", "--log-every", "100", "--steps", "20", "--target", "7.5"]
+    static let common = deep + ["--layers", "1"]
+
+    static func json(_ path: String) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// compare.json: a depth's rows by run name.
+    static func rows(_ path: String, depth: Int = 0) throws -> [String: [String: Any]] {
+        let depths = try XCTUnwrap(try json(path) as? [[String: Any]])
+        let rows = try XCTUnwrap(depths[depth]["rows"] as? [[String: Any]])
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0["run"] as! String, $0) })
+    }
+
+    func testSeedsAndGridsTrainEverySettingAndTheTableIsTheirs() throws {
+        let dir = Paths.temporaryDirectory("compare-seeds"), out = dir + "/study"
+        let study = Self.common + ["--runs", "postnorm+warmup,rezero", "--lr-grid", "1e-3,3e-2", "--warmup-grid", "2,5",
+                                   "--seeds", "1,2", "--dropout", "0.1", "--threads", "2", "--out", out]
+        let first = try rezero(study)
+        XCTAssertEqual(first.status, 0, first.stderr)
         // Every run gets the rank's threads, not only the first (whose workers set BLAS to one thread).
-        XCTAssertEqual(ok.stdout.components(separatedBy: "1 rank(s) × 2 worker(s) × 1 BLAS thread(s)").count - 1, 2, ok.stdout)
-        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ok/compare.json"))) as! [[String: Any]]
-        XCTAssertEqual(rows.map { $0["run"] as! String }, ["postnorm+warmup", "rezero"])
-        for row in rows {
-            XCTAssertEqual(row["status"] as? String, "completed")
-            XCTAssertNotNil(row["test_bpb"] as? Double)
-            XCTAssertNotNil(row["steps_to_target"] as? Int)
-            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/ok/\(row["run"]!)/metrics.jsonl"))
-        }
-        let table = try String(contentsOfFile: dir + "/ok/compare.md", encoding: .utf8)
-        XCTAssertTrue(table.contains("| postnorm+warmup | 0.01 |") && table.contains("| 1.00× |"), table)
-
-        // A learning-rate grid: every run at every rate, the table showing each run's best.
-        let grid = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr-grid", "1e-3,3e-2",
-                                        "--target", "7.5", "--threads", "1", "--out", dir + "/grid"])
-        XCTAssertEqual(grid.status, 0, grid.stderr)
-        let all = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/grid/compare.json"))) as! [[String: Any]]
-        XCTAssertEqual(all.count, 4)
-        for run in ["postnorm+warmup", "rezero"] {
-            let mine = all.filter { $0["run"] as? String == run }
-            XCTAssertEqual(Set(mine.map { $0["learning_rate"] as! Double }), [1e-3, 3e-2])
-            XCTAssertEqual(mine.filter { $0["chosen"] as? Bool == true }.count, 1, run)
-            let chosen = mine.first { $0["chosen"] as? Bool == true }!, other = mine.first { $0["chosen"] as? Bool != true }!
-            // The chosen one reaches the target no later, or ends lower.
-            let (a, b) = (chosen["steps_to_target"] as? Int ?? .max, other["steps_to_target"] as? Int ?? .max)
-            XCTAssertTrue(a < b || (a == b && (chosen["final_valid_bpb"] as! Double) <= (other["final_valid_bpb"] as! Double)), "\(mine)")
+        XCTAssertEqual(first.stdout.components(separatedBy: "1 rank(s) × 2 worker(s) × 1 BLAS thread(s)").count - 1, 6 + 2, first.stdout)
+        let rows = try Self.rows(out + "/compare.json")
+        for (run, warmups) in [("postnorm+warmup", ["warmup-2/", "warmup-5/"]), ("rezero", [""])] {
+            let row = try XCTUnwrap(rows[run])
+            XCTAssertEqual((row["tuning"] as? [Any])?.count, 2 * warmups.count, run)
             for lr in ["0.001", "0.03"] {
-                XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/grid/\(run)/lr-\(lr)/metrics.jsonl"), "\(run) lr \(lr)")
+                for warmup in warmups {
+                    XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/\(run)/lr-\(lr)/\(warmup)seed-1/result.json"), "\(run) \(lr) \(warmup)")
+                }
             }
+            // The chosen setting on both seeds; the row's mean and range are those of their own summaries.
+            let chosen = try XCTUnwrap(row["chosen"] as? [String: Any])
+            let seeds = try XCTUnwrap(row["seeds"] as? [[String: Any]])
+            XCTAssertEqual(seeds.map { ($0["setting"] as! [String: Any])["seed"] as! Int }, [1, 2])
+            let finals = try seeds.map { trial -> Double in
+                let summary = try XCTUnwrap(try Self.json((trial["directory"] as! String) + "/summary.json") as? [String: Any])
+                XCTAssertEqual((trial["setting"] as! [String: Any])["learning_rate"] as? Double, chosen["learning_rate"] as? Double)
+                return try XCTUnwrap(summary["valid_bpb"] as? Double)
+            }
+            XCTAssertNotEqual(finals[0], finals[1], "\(run): seeds 1 and 2 trained the same model")
+            let table = try String(contentsOfFile: out + "/compare.md", encoding: .utf8)
+            let spread = String(format: "%.3f ± %.3f", (finals[0] + finals[1]) / 2, abs(finals[0] - finals[1]) / 2.squareRoot())
+            XCTAssertTrue(table.contains("| \(run) | \(chosen["learning_rate"]!) |") && table.contains(spread), "\(spread)\n\(table)")
         }
-        let gridTable = try String(contentsOfFile: dir + "/grid/compare.md", encoding: .utf8)
-        XCTAssertTrue(gridTable.contains("Every learning rate") && gridTable.contains("| run | lr 0.001 | lr 0.03 |"), gridTable)
-
-        // A wider grid over the same directory: the finished runs are read back, only the new rate trains.
-        let wider = try rezero(common + ["--runs", "postnorm+warmup,rezero", "--steps", "20", "--lr-grid", "1e-3,3e-2,1e-2",
-                                         "--target", "7.5", "--out", dir + "/grid"])
-        XCTAssertEqual(wider.status, 0, wider.stderr)
-        XCTAssertEqual(wider.stdout.components(separatedBy: "read back from").count - 1, 4, wider.stdout)
-        XCTAssertEqual(wider.stdout.components(separatedBy: "training ").count - 1, 2, wider.stdout)
-        let widerRows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/grid/compare.json"))) as! [[String: Any]]
-        XCTAssertEqual(widerRows.count, 6)
-        for old in all {
-            let again = widerRows.first { $0["run"] as? String == old["run"] as? String && $0["learning_rate"] as? Double == old["learning_rate"] as? Double }
-            XCTAssertEqual(again?["final_valid_bpb"] as? Double, old["final_valid_bpb"] as? Double)
-            XCTAssertEqual(again?["test_bpb"] as? Double, old["test_bpb"] as? Double)
-            XCTAssertEqual(again?["steps_to_target"] as? Int, old["steps_to_target"] as? Int)
+        let table = try String(contentsOfFile: out + "/compare.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| run | warm-up | lr 0.001 | lr 0.03 |"), table)
+        XCTAssertTrue(table.contains("Compute: 8 runs"), table)
+        for chart in ["valid_bpb.svg", "alpha.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + chart), chart)
         }
-        let badGrid = try rezero(common + ["--runs", "rezero", "--lr-grid", "1e-3,fast", "--out", dir + "/bad-grid"])
-        XCTAssertEqual(badGrid.status, 2)
-        XCTAssertTrue(badGrid.stderr.contains("--lr-grid: 'fast'"), badGrid.stderr)
 
+        // What a repository keeps of a study: no checkpoint. The same command reads every run back
+        // and trains nothing; the tables come out the same.
+        for path in try FileManager.default.subpathsOfDirectory(atPath: out)
+            where path.hasSuffix(".safetensors") || path.hasSuffix("/latest") {
+            try FileManager.default.removeItem(atPath: out + "/" + path)
+        }
+        let again = try rezero(study)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(again.stdout.components(separatedBy: "read back from").count - 1, 8, again.stdout)
+        XCTAssertFalse(again.stdout.contains("\ntraining "), again.stdout)
+        XCTAssertEqual(try String(contentsOfFile: out + "/compare.md", encoding: .utf8), table)
+
+        // --no-train with a wider grid and another seed: nothing trains, the missing settings are named.
+        let report = try rezero(Self.common + ["--runs", "postnorm+warmup,rezero", "--lr-grid", "1e-3,3e-2,1e-2", "--warmup-grid", "2,5",
+                                               "--seeds", "1,2,3", "--dropout", "0.1", "--out", out, "--no-train"])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        XCTAssertFalse(report.stdout.contains("\ntraining "), report.stdout)
+        XCTAssertEqual(report.stdout.components(separatedBy: "not trained (--no-train)").count - 1, 3 + 2, report.stdout)
+        XCTAssertTrue(report.stdout.contains("rezero, lr 0.01, seed 1: missing"), report.stdout)
+    }
+
+    func testAStoppedStudyResumesItsRunAndEveryDepthGetsItsTable() throws {
+        let dir = Paths.temporaryDirectory("compare-stop"), out = dir + "/depths"
+        // Steps of about 10 ms, so that the signal comes long before the first run's end.
+        let long = ["compare", "--depths", "1,2", "--d-model", "64", "--heads", "2", "--seq-len", "64", "--batch-size", "8",
+                    "--steps", "400", "--eval-every", "50", "--eval-bytes", "2048", "--log-every", "1", "--ckpt-every", "10",
+                    "--target", "7.5", "--runs", "rezero,postnorm+warmup", "--threads", "1", "--out", out]
+        let job = try BackgroundProcess(Paths.rezero, long, output: dir + "/output")
+        defer { if job.process.isRunning { kill(job.pid, SIGKILL) } }
+        let first = out + "/L1/rezero/lr-0.001/seed-1"
+        // Whatever the machine's speed: the signal comes once the first run has a checkpoint.
+        XCTAssertTrue(waitUntil(seconds: 300) { FileManager.default.fileExists(atPath: first + "/latest") && metricsRecords(first) >= 15 }, job.output)
+        kill(job.pid, SIGTERM)
+        XCTAssertTrue(job.wait(seconds: 300), "compare still running after SIGTERM: \(job.output)")
+        XCTAssertEqual(job.process.terminationStatus, 0, job.output)
+        XCTAssertTrue(job.output.contains("compare stopped by a signal"), job.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/compare.md"))
+
+        let resumed = try rezero(long)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("== rezero, lr 0.001, seed 1: resuming from \(first)/ckpt-"), resumed.stdout)
+        XCTAssertEqual(resumed.stdout.components(separatedBy: "== ").count - 1, 4, resumed.stdout)
+        let table = try String(contentsOfFile: out + "/compare.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| layers | run |") && table.contains("### 2 layers"), table)
+        for chart in ["depth_steps.svg", "depth_valid.svg", "L1/valid_bpb.svg", "L2/valid_bpb.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + chart), chart)
+        }
+        let depthChart = try String(contentsOfFile: out + "/depth_steps.svg", encoding: .utf8)
+        XCTAssertTrue(depthChart.contains(">1</text>") && depthChart.contains(">2</text>"), "depth ticks")
+    }
+
+    func testCompareReportsDivergenceAndRefusesBadGrids() throws {
+        let dir = Paths.temporaryDirectory("compare-bad")
         // An absurd learning rate blows training up: the run is stopped and reported, not crashed.
-        let blown = try rezero(common + ["--runs", "rezero-alpha1", "--steps", "200", "--lr", "100", "--diverge-patience", "5",
-                                         "--out", dir + "/blown"])
+        let blown = try rezero(Self.common + ["--runs", "rezero-alpha1", "--steps", "200", "--lr", "100", "--diverge-patience", "5",
+                                              "--out", dir + "/blown"])
         XCTAssertEqual(blown.status, 0, blown.stderr)
         XCTAssertTrue(blown.stdout.contains("training diverged at step"), blown.stdout)
-        XCTAssertTrue(blown.stdout.contains("| diverged at step"), blown.stdout)
+        XCTAssertTrue(blown.stdout.contains("| diverged (1/1) at step"), blown.stdout)
 
-        let bad = try rezero(common + ["--runs", "rezero+cooldown", "--out", dir + "/bad"])
-        XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.stderr.contains("--runs: 'rezero+cooldown'"), bad.stderr)
+        for (flags, message) in [(["--runs", "rezero+cooldown"], "--runs: 'rezero+cooldown'"),
+                                 (["--lr-grid", "1e-3,fast"], "--lr-grid: 'fast' is not a positive learning rate"),
+                                 (["--warmup-grid", "100,-5"], "--warmup-grid: '-5' is not a non-negative number of steps"),
+                                 (["--seeds", "1,1"], "--seeds: '1,1' lists a value twice"),
+                                 (["--depths", "0,2"], "--depths: '0' is not a positive number of layers"),
+                                 (["--seed", "3", "--seeds", "1,2"], "--seed and --seeds: give one of them")] {
+            let bad = try rezero((flags.contains("--depths") ? Self.deep : Self.common) + flags + ["--out", dir + "/bad"])
+            XCTAssertEqual(bad.status, 2, "\(flags): \(bad.stderr)")
+            XCTAssertTrue(bad.stderr.contains(message), "\(flags): \(bad.stderr)")
+        }
+        let depthsAndLayers = try rezero(Self.common + ["--depths", "1,2", "--out", dir + "/bad"])
+        XCTAssertEqual(depthsAndLayers.status, 2)
+        XCTAssertTrue(depthsAndLayers.stderr.contains("--layers and --depths: give one of them"), depthsAndLayers.stderr)
     }
 }

@@ -1,8 +1,10 @@
 import Foundation
 
-/// The paper's Table 3 at a chosen scale: every run trains on the same data, seed, budget and
-/// optimizer and differs only in its variant and whether it warms up; the table reports steps to
-/// a target validation bits/byte against Post-LN with warm-up, the paper's reference row.
+/// The paper's Table 3 at a chosen scale: every row trains on the same data, budget and optimizer
+/// and differs only in its variant and whether it warms up. Each row is tuned on the same grid of
+/// learning rates (and, for the rows that warm up, warm-up lengths) on the first seed; the chosen
+/// setting then trains on every seed. The table reports steps to a target validation bits/byte,
+/// and the speed-up at the best level each reference row reaches (`Speedup`).
 public enum Comparison {
     /// One row: a variant, with or without the linear warm-up.
     public struct Run: Sendable, Equatable {
@@ -33,152 +35,258 @@ public enum Comparison {
         }
     }
 
+    /// The paper's baseline, Post-LN with warm-up.
     public static let reference = Run(variant: .postnorm, warmup: true)
+    /// The rows speed-ups are read against: the paper's baseline, and Pre-LN with warm-up, the
+    /// baseline in use today.
+    public static let references = [reference, Run(variant: .prenorm, warmup: true)]
 
-    public struct Row: Codable, Sendable {
-        public var run: String, learningRate: Double, status: TrainingSummary.Status
-        public var stepsToTarget: Int?, tokensToTarget: Int?, secondsToTarget: Double?
-        public var finalValidBpb: Double?, testBpb: Double?
-        public var steps: Int, seconds: Double
-        /// The row of its run that the table shows: the best learning rate of the grid.
-        public var chosen = false
+    /// What one run of a row trains with besides the shared configuration.
+    public struct Setting: Codable, Hashable, Sendable, CustomStringConvertible {
+        public var learningRate: Double
+        /// Linear warm-up steps; 0 for the rows without warm-up.
+        public var warmup: Int
+        public var seed: UInt64
 
-        /// Better: reaches the target in fewer steps; then a lower final validation bits/byte; a
-        /// diverged run only beats another diverged run, by lasting longer.
-        static func isBetter(_ a: Row, than b: Row) -> Bool {
-            switch (a.stepsToTarget, b.stepsToTarget) {
-            case let (x?, y?) where x != y: return x < y
-            case (_?, nil): return true
-            case (nil, _?): return false
-            default: break
-            }
-            switch (a.finalValidBpb, b.finalValidBpb) {
-            case let (x?, y?): return x < y
-            case (_?, nil): return true
-            case (nil, _?): return false
-            case (nil, nil): return a.steps > b.steps
-            }
+        public init(learningRate: Double, warmup: Int, seed: UInt64) {
+            self.learningRate = learningRate
+            self.warmup = warmup
+            self.seed = seed
         }
+
+        /// Its directory under the row's: `lr-<rate>/seed-<seed>`, with `warmup-<steps>/` between
+        /// for the rows that warm up.
+        public func path(of run: Run) -> String {
+            Comparison.learningRateDirectoryPrefix + "\(learningRate)/" + (run.warmup ? "warmup-\(warmup)/" : "") + "seed-\(seed)"
+        }
+
+        public var description: String { "lr \(learningRate)" + (warmup > 0 ? ", warm-up \(warmup)" : "") + ", seed \(seed)" }
+
+        /// The same learning rate and warm-up on another seed.
+        public func on(seed: UInt64) -> Setting { Setting(learningRate: learningRate, warmup: warmup, seed: seed) }
     }
 
-    /// The directory of one learning rate of a grid, under the run's directory: `lr-<rate>`.
+    /// The path components of a run's directory that name its setting.
     public static let learningRateDirectoryPrefix = "lr-"
+    public static let warmupDirectoryPrefix = "warmup-"
+    public static let seedDirectoryPrefix = "seed-"
 
-    /// Trains `run` at every learning rate of `grid` (each in its own directory under `directory`
-    /// when there are several) and marks the best; returns all of them, the chosen one included.
-    public static func train(_ run: Run, learningRates grid: [Double], base: TrainingConfig, corpus: Corpus,
-                             collective: Collective, threads: Int, directory: String, target: Double,
-                             log: @escaping (String) -> Void) throws -> [Row] {
-        var rows = try grid.map { lr in
-            var config = base
-            config.learningRate = lr
-            let place = grid.count == 1 ? directory : directory + "/" + learningRateDirectoryPrefix + "\(lr)"
-            return try train(run, base: config, corpus: corpus, collective: collective, threads: threads, directory: place,
-                             target: target, log: log)
+    /// What every row is tuned on, and the seeds its choice then trains on.
+    public struct Grid: Sendable {
+        public var learningRates: [Double]
+        /// Warm-up lengths, for the rows that warm up.
+        public var warmups: [Int]
+        /// The first tunes the grid; every seed then trains at the chosen setting.
+        public var seeds: [UInt64]
+
+        public init(learningRates: [Double], warmups: [Int], seeds: [UInt64]) {
+            self.learningRates = learningRates
+            self.warmups = warmups
+            self.seeds = seeds
         }
-        if let best = rows.indices.min(by: { Row.isBetter(rows[$0], than: rows[$1]) }) { rows[best].chosen = true }
-        return rows
+
+        /// The settings a row is tuned on, on the first seed.
+        public func tuning(_ run: Run) -> [Setting] {
+            learningRates.flatMap { lr in
+                (run.warmup ? warmups : [0]).map { Setting(learningRate: lr, warmup: $0, seed: seeds[0]) }
+            }
+        }
     }
 
-    /// Trains one run in `directory` and measures it against `target` — or, when the directory
-    /// already holds a finished run of exactly this configuration, reads it back, so that an
-    /// interrupted comparison, a wider learning-rate grid or another target only trains what is
-    /// missing.
-    public static func train(_ run: Run, base: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int,
-                             directory: String, target: Double, log: @escaping (String) -> Void) throws -> Row {
+    /// The configuration a row trains with at a setting.
+    public static func config(_ run: Run, _ setting: Setting, base: TrainingConfig) -> TrainingConfig {
         var config = base
         config.model.variant = run.variant
-        if !run.warmup { config.warmup = 0 }
+        config.learningRate = setting.learningRate
+        config.seed = setting.seed
+        config.warmup = run.warmup ? setting.warmup : 0
         if run.warmup && config.schedule == .constant { config.schedule = .warmup }
-        let batch = config.batchSize / collective.size
-        if let finished = try finishedRun(config, directory: directory, collective: collective) {
-            log("== \(run.name), lr \(config.learningRate): read back from \(directory) (\(finished.summary.status.rawValue) at step \(finished.summary.step))")
-            var testBpb: Double?
-            if finished.summary.status == .completed, let checkpoint = finished.summary.checkpoint {
-                testBpb = try Evaluator(model: Checkpoint.load(path: checkpoint).model(batch: batch), corpus: corpus, collective: collective,
-                                        batch: batch, context: config.evalContext, threads: threads).bitsPerByte(.test)
+        return config
+    }
+
+    /// What decides a run's numbers: the configuration without the corpus's path (checked by its
+    /// bytes instead) and without the bookkeeping that changes no result (log and checkpoint
+    /// cadences, the replica check, overlap).
+    static func experiment(_ config: TrainingConfig) -> TrainingConfig {
+        var c = config
+        let defaults = TrainingConfig()
+        c.data = nil
+        c.logEvery = defaults.logEvery
+        c.checkEvery = defaults.checkEvery
+        c.checkpointEvery = defaults.checkpointEvery
+        c.keep = defaults.keep
+        c.overlapCommunication = defaults.overlapCommunication
+        return c
+    }
+
+    /// `result.json` in a finished run's directory: what the run directory's other files do not
+    /// hold, so that a study reads back from its small files alone (no checkpoint needed).
+    struct TrialRecord: Codable {
+        var corpus: CorpusIdentity
+        var testBpb: Double?
+        var evalContext: Int
+        var seconds: Double
+        static let file = "result.json"
+    }
+}
+
+/// Trains, or reads back, the runs of one depth of a comparison, each in its own directory:
+/// `<directory>/<row>/<setting path>`. A run whose directory holds a finished run of the same
+/// experiment on the same bytes is read back; one interrupted after a checkpoint resumes from it;
+/// any other trains from step 0. So an interrupted study, a wider grid, more seeds or another
+/// target only train what is missing.
+public final class ComparisonStudy {
+    let base: TrainingConfig
+    let corpus: Corpus
+    let collective: Collective
+    let threads: Int
+    let directory: String
+    let grid: Comparison.Grid
+    let target: Double
+    /// False for `compare --no-train`: read back only, and list what is missing.
+    let trains: Bool
+    let log: (String) -> Void
+    /// A stop signal ended a run (after its checkpoint): the study goes no further.
+    public private(set) var stopped = false
+
+    public init(base: TrainingConfig, corpus: Corpus, collective: Collective, threads: Int, directory: String,
+                grid: Comparison.Grid, target: Double, trains: Bool, log: @escaping (String) -> Void) {
+        self.base = base
+        self.corpus = corpus
+        self.collective = collective
+        self.threads = threads
+        self.directory = directory
+        self.grid = grid
+        self.target = target
+        self.trains = trains
+        self.log = log
+    }
+
+    /// Every row's grid on the first seed, then every row's choice on the other seeds; nil when
+    /// a stop signal ended it.
+    public func results(_ runs: [Comparison.Run]) throws -> Comparison.DepthResult? {
+        var tuning: [[Comparison.Trial]] = [], missing: [[Comparison.Setting]] = []
+        for run in runs {
+            var trials: [Comparison.Trial] = [], absent: [Comparison.Setting] = []
+            for setting in grid.tuning(run) {
+                guard let trial = try trial(run, setting) else {
+                    if stopped { return nil }
+                    absent.append(setting)
+                    continue
+                }
+                trials.append(trial)
             }
-            return row(run, config, finished.summary, history: finished.validation, seconds: finished.seconds,
-                       target: target, testBpb: testBpb)
+            tuning.append(trials)
+            missing.append(absent)
         }
-        log("== \(run.name), lr \(config.learningRate): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps, warm-up \(config.warmup)")
-        let trainer = try Trainer(config: config, corpus: corpus, collective: collective, threads: threads)
-        let training = try TrainingRun(trainer: trainer, runDirectory: directory, log: log)
+        var rows: [Comparison.RowResult] = []
+        for (i, run) in runs.enumerated() {
+            let chosen = Comparison.RowResult.choose(tuning[i], target: target)
+            var seeds = chosen.map { [$0] } ?? []
+            for seed in grid.seeds.dropFirst() {
+                guard let setting = chosen?.setting.on(seed: seed) else { break }
+                if let trial = try trial(run, setting) { seeds.append(trial) } else if stopped { return nil } else { missing[i].append(setting) }
+            }
+            rows.append(Comparison.RowResult(run: run.name, layers: base.model.layers, tuning: tuning[i], missing: missing[i],
+                                             seeds: seeds, target: target))
+        }
+        return Comparison.DepthResult(layers: base.model.layers, rows: rows)
+    }
+
+    /// What rank 0 found in a run's directory, shared with every rank.
+    private enum Found: Codable {
+        case finished(Comparison.Trial)
+        /// Stopped or killed after this checkpoint, `seconds` of training in (a run that ended
+        /// without its result.json resumes from its final checkpoint: it only evaluates).
+        case interrupted(checkpoint: String, seconds: Double)
+        case nothing
+    }
+
+    /// The run of `run` at `setting`: read back, resumed, or trained; nil when it is missing and
+    /// the study does not train, or when a stop signal ended it.
+    func trial(_ run: Comparison.Run, _ setting: Comparison.Setting) throws -> Comparison.Trial? {
+        let config = Comparison.config(run, setting, base: base)
+        let place = directory + "/" + run.name + "/" + setting.path(of: run)
+        let found: Found = collective.isRoot ? inspect(place, config: config, run: run, setting: setting) : .nothing
+        let shared = try collective.broadcast(Array(JSONCoding.string(found).utf8))
+        switch try JSONCoding.decoder().decode(Found.self, from: Data(shared)) {
+        case .finished(let trial):
+            log("== \(run.name), \(setting): read back from \(place) (\(trial.status.rawValue) at step \(trial.steps))")
+            return trial
+        case .interrupted(let checkpoint, let seconds):
+            guard trains else { return missing(run, setting, place, "interrupted at \(checkpoint)") }
+            log("== \(run.name), \(setting): resuming from \(checkpoint)")
+            return try train(run, setting, config, place, resume: Checkpoint.load(path: checkpoint), secondsBefore: seconds)
+        case .nothing:
+            guard trains else { return missing(run, setting, place, "no finished run") }
+            log("== \(run.name), \(setting): \(config.model.layers) layers, d=\(config.model.dModel), \(config.steps) steps")
+            return try train(run, setting, config, place, resume: nil, secondsBefore: 0)
+        }
+    }
+
+    private func missing(_ run: Comparison.Run, _ setting: Comparison.Setting, _ place: String, _ why: String) -> Comparison.Trial? {
+        log("== \(run.name), \(setting): missing (\(why) in \(place)); not trained (--no-train)")
+        return nil
+    }
+
+    private func train(_ run: Comparison.Run, _ setting: Comparison.Setting, _ config: TrainingConfig, _ place: String,
+                       resume: Checkpoint.Loaded?, secondsBefore: Double) throws -> Comparison.Trial? {
+        if collective.isRoot {
+            // A stale ending must not be read back as this run's, should it be interrupted.
+            for file in ["summary.json", Comparison.TrialRecord.file] { try? FileManager.default.removeItem(atPath: place + "/" + file) }
+        }
+        let trainer = try Trainer(config: config, corpus: corpus, collective: collective, threads: threads, resume: resume)
+        let training = try TrainingRun(trainer: trainer, runDirectory: place, resumedAt: resume?.state.step, log: log)
         var clock = Clock()
         let summary = try training.run()
-        let seconds = clock.lap()
-        let testBpb = summary.status == .completed ? try training.evaluator.bitsPerByte(.test) : nil
-        return row(run, config, summary, history: training.validationHistory, seconds: seconds, target: target, testBpb: testBpb)
+        let seconds = secondsBefore + clock.lap()
+        guard summary.status != .stopped else {
+            stopped = true
+            return nil
+        }
+        var trial = Comparison.Trial(run: run.name, layers: config.model.layers, setting: setting, status: summary.status,
+                                     steps: summary.step, seconds: seconds, validation: [], finalValidBpb: summary.validBpb,
+                                     testBpb: nil, directory: place)
+        if collective.isRoot, let records = try? MetricsLog.read(place + "/metrics.jsonl") {
+            trial.validation = Self.validation(records)
+        }
+        if summary.status == .completed { trial.testBpb = try training.evaluator.bitsPerByte(.test) }
+        try record(trial, config: config, in: place)
+        return trial
     }
 
-    private static func row(_ run: Run, _ config: TrainingConfig, _ summary: TrainingSummary,
-                            history: [(step: Int, bitsPerByte: Double)], seconds: Double, target: Double, testBpb: Double?) -> Row {
-        let reached = history.first { $0.bitsPerByte <= target }?.step
-        return Row(run: run.name, learningRate: config.learningRate, status: summary.status, stepsToTarget: reached,
-                   tokensToTarget: reached.map { $0 * config.batchSize * config.model.seqLen },
-                   secondsToTarget: reached.map { seconds * Double($0) / Double(Swift.max(summary.step, 1)) },
-                   finalValidBpb: summary.validBpb, testBpb: testBpb, steps: summary.step, seconds: seconds)
+    /// Writes result.json (rank 0).
+    private func record(_ trial: Comparison.Trial, config: TrainingConfig, in place: String) throws {
+        guard collective.isRoot else { return }
+        let record = Comparison.TrialRecord(corpus: corpus.identity, testBpb: trial.testBpb, evalContext: config.evalContext,
+                                            seconds: trial.seconds)
+        try AtomicFile.write(Data((JSONCoding.string(record, pretty: true) + "\n").utf8), to: place + "/" + Comparison.TrialRecord.file)
     }
 
-    /// A finished run of `config` in `directory`, as rank 0 reads it: its summary (on every rank),
-    /// its evaluations and its training seconds (on rank 0, which writes the table).
-    private static func finishedRun(_ config: TrainingConfig, directory: String, collective: Collective) throws
-        -> (summary: TrainingSummary, validation: [(step: Int, bitsPerByte: Double)], seconds: Double)? {
-        var found: (summary: TrainingSummary, validation: [(step: Int, bitsPerByte: Double)], seconds: Double)?
-        if collective.isRoot,
-           let stored = try? String(contentsOfFile: directory + "/config.json", encoding: .utf8),
-           (try? TrainingConfig.decode(json: stored)) == config,
-           let data = FileManager.default.contents(atPath: directory + "/summary.json"),
-           let summary = try? JSONCoding.decoder().decode(TrainingSummary.self, from: data),
-           summary.status != .stopped,
-           let records = try? MetricsLog.read(directory + "/metrics.jsonl") {
-            found = (summary, records.compactMap { r in r.validBpb.map { (r.step, $0) } },
-                     records.last { $0.elapsedS != nil }?.elapsedS ?? 0)
-        }
-        // Every rank needs the summary (its checkpoint is evaluated on the test split by all of them).
-        let shared = try collective.broadcast(found.map { Array(JSONCoding.string($0.summary).utf8) } ?? [])
-        guard !shared.isEmpty else { return nil }
-        if let found { return found }
-        return (try JSONCoding.decoder().decode(TrainingSummary.self, from: Data(shared)), [], 0)
+    private static func validation(_ records: [MetricsRecord]) -> [Comparison.Evaluation] {
+        records.compactMap { r in r.validBpb.map { Comparison.Evaluation(step: r.step, bpb: $0) } }
     }
 
-    /// compare.md: the set-up in a sentence, a row per run at its chosen learning rate, then every
-    /// run at every learning rate of the grid.
-    public static func table(_ all: [Row], target: Double, base: TrainingConfig, corpus: Corpus, ranks: Int) -> String {
-        let rows = all.filter(\.chosen)
-        let grid = Array(Set(all.map(\.learningRate))).sorted()
-        let referenceSteps = rows.first { $0.run == reference.name }?.stepsToTarget
-        func number(_ x: Double?, _ format: String = "%.3f") -> String { x.map { String(format: format, $0) } ?? "–" }
-        let m = base.model
-        var out = """
-        Corpus \(corpus.name) (\(corpus.bytes.count) bytes, 90/5/5 split); \(m.layers) layers, d=\(m.dModel), \(m.heads) heads, \
-        ff \(m.ffMult)d, T=\(m.seqLen), \(m.activation.rawValue); batch \(base.batchSize), \(base.steps) steps, \
-        \(base.optimizer.kind.rawValue) at the best learning rate of \(grid.map { "\($0)" }.joined(separator: ", ")) per run, \
-        \(base.schedule.rawValue) schedule, warm-up \(base.warmup) steps where marked, dropout \(base.dropout), \
-        eval context \(base.evalContext), seed \(base.seed), \(ranks) rank(s).
-
-        | run | lr | steps to valid ≤ \(target) | tokens | wall time | speed-up vs \(reference.name) | final valid bpb | test bpb | status |
-        |---|---|---|---|---|---|---|---|---|
-
-        """
-        for r in rows {
-            var speedup = "–"
-            if let referenceSteps, let steps = r.stepsToTarget { speedup = String(format: "%.2f×", Double(referenceSteps) / Double(steps)) }
-            let status = r.status == .completed ? "completed" : "\(r.status.rawValue) at step \(r.steps)"
-            out += "| \(r.run) | \(r.learningRate) | \(r.stepsToTarget.map(String.init) ?? "not reached") | \(r.tokensToTarget.map { $0.formatted() } ?? "–") | "
-            out += "\(number(r.secondsToTarget, "%.0f s")) | \(speedup) | \(number(r.finalValidBpb)) | \(number(r.testBpb)) | \(status) |\n"
+    /// Rank 0's reading of a run directory.
+    private func inspect(_ place: String, config: TrainingConfig, run: Comparison.Run, setting: Comparison.Setting) -> Found {
+        let manager = FileManager.default
+        guard let stored = try? String(contentsOfFile: place + "/config.json", encoding: .utf8),
+              let storedConfig = try? TrainingConfig.decode(json: stored),
+              Comparison.experiment(storedConfig) == Comparison.experiment(config) else { return .nothing }
+        let records = (try? MetricsLog.read(place + "/metrics.jsonl")) ?? []
+        if let data = manager.contents(atPath: place + "/summary.json"),
+           let summary = try? JSONCoding.decoder().decode(TrainingSummary.self, from: data), summary.status != .stopped,
+           let data = manager.contents(atPath: place + "/" + Comparison.TrialRecord.file),
+           let record = try? JSONCoding.decoder().decode(Comparison.TrialRecord.self, from: data),
+           record.corpus.sameBytes(as: corpus.identity) {
+            return .finished(Comparison.Trial(run: run.name, layers: config.model.layers, setting: setting, status: summary.status,
+                                              steps: summary.step, seconds: record.seconds, validation: Self.validation(records),
+                                              finalValidBpb: summary.validBpb, testBpb: record.testBpb, directory: place))
         }
-        guard grid.count > 1 else { return out }
-        out += "\nEvery learning rate (final valid bpb; steps to \(target) in brackets; * the chosen one):\n\n"
-        out += "| run | " + grid.map { "lr \($0)" }.joined(separator: " | ") + " |\n|---|" + grid.map { _ in "---|" }.joined() + "\n"
-        for run in rows.map(\.run) {
-            let cells = grid.map { lr -> String in
-                guard let r = all.first(where: { $0.run == run && $0.learningRate == lr }) else { return "–" }
-                let result = r.status == .diverged ? "diverged at \(r.steps)" : number(r.finalValidBpb)
-                return result + (r.stepsToTarget.map { " (\($0))" } ?? "") + (r.chosen ? " *" : "")
-            }
-            out += "| \(run) | " + cells.joined(separator: " | ") + " |\n"
-        }
-        return out
+        guard let checkpoint = try? CheckpointDirectory(place).latestValid(warn: { _ in }),
+              Comparison.experiment(checkpoint.config) == Comparison.experiment(config),
+              checkpoint.corpus?.sameBytes(as: corpus.identity) == true else { return .nothing }
+        let before = records.last { $0.step <= checkpoint.state.step && $0.elapsedS != nil }?.elapsedS ?? 0
+        return .interrupted(checkpoint: checkpoint.path, seconds: before)
     }
 }
