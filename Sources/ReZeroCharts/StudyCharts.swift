@@ -26,11 +26,11 @@ public enum StudyCharts {
     }
 
     /// Steps to the target against depth (log scale), a line per row: the mean over the seeds
-    /// that reached it, a band from the fewest to the most. Depths where no seed reached it
-    /// break the line, and the legend names them.
+    /// that reached it, a band from the fewest to the most. Depths where the row ran but no seed
+    /// reached it break the line, and the legend names them; depths where it did not run are left out.
     public static func stepsToTarget(_ depths: [Comparison.DepthResult], target: Double) -> LineChart {
         byDepth(depths, title: "steps to validation ≤ \(target) bits/byte by depth (mean of seeds, band: min–max)",
-                yLabel: "steps to ≤ \(target) bits/byte") { row in
+                yLabel: "steps to ≤ \(target) bits/byte", absent: "not reached") { row in
             guard let steps = row.stepsToTarget else { return nil }
             return (steps.mean, steps.min, steps.max)
         }
@@ -39,20 +39,20 @@ public enum StudyCharts {
     /// Final validation bits/byte against depth (log scale): mean over seeds, band min–max.
     public static func finalValidation(_ depths: [Comparison.DepthResult]) -> LineChart {
         byDepth(depths, title: "final validation bits/byte by depth (mean of seeds, band: min–max)",
-                yLabel: "final validation bits/byte") { row in
+                yLabel: "final validation bits/byte", absent: "diverged") { row in
             guard let valid = row.finalValid else { return nil }
             return (valid.mean, valid.min, valid.max)
         }
     }
 
-    private static func byDepth(_ depths: [Comparison.DepthResult], title: String, yLabel: String,
+    private static func byDepth(_ depths: [Comparison.DepthResult], title: String, yLabel: String, absent meaning: String,
                                 value: (Comparison.RowResult) -> (mean: Double, low: Double, high: Double)?) -> LineChart {
         var names: [String] = []
         for name in depths.flatMap({ $0.rows.map(\.run) }) where !names.contains(name) { names.append(name) }
         let series = names.map { name -> LineChart.Series in
             var points: [(x: Double, y: Double)] = [], band: [(x: Double, low: Double, high: Double)] = [], absent: [Int] = []
             for depth in depths {
-                guard let row = depth.rows.first(where: { $0.run == name }) else { continue }
+                guard let row = depth.rows.first(where: { $0.run == name }), !row.seeds.isEmpty else { continue }
                 let x = log2(Double(depth.layers))
                 if let v = value(row) {
                     points.append((x, v.mean))
@@ -63,7 +63,7 @@ public enum StudyCharts {
                     absent.append(depth.layers)
                 }
             }
-            let label = name + (absent.isEmpty ? "" : " (none at \(absent.map(String.init).joined(separator: ", ")) layers)")
+            let label = name + (absent.isEmpty ? "" : " (\(meaning) at \(absent.map(String.init).joined(separator: ", ")) layers)")
             return LineChart.Series(label: label, points: points, markers: true, band: band)
         }
         let ticks = depths.map { (value: log2(Double($0.layers)), label: "\($0.layers)") }

@@ -232,7 +232,6 @@ final class CheckpointFuzzTests: XCTestCase {
         // The crafted files reach the validation behind the checksums.
         XCTAssertGreaterThan(rejected["metadata out of range", default: 0], 30)
         XCTAssertGreaterThan(rejected["header checksum mismatch", default: 0], 500)
-        XCTAssertLessThan(seconds, 60)
     }
 
     /// Files of format version 2 (before the header checksum and the corpus identity) still read,

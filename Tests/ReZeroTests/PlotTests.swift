@@ -46,7 +46,8 @@ final class PlotTests: XCTestCase {
             return Comparison.RowResult(run: run, layers: layers, tuning: [trials[0]], missing: [], seeds: trials, target: 3.0)
         }
         let shallow = Comparison.DepthResult(layers: 6, rows: [row("rezero", 6, [[(100, 3.5), (200, 2.9)], [(100, 3.3), (200, 3.1)]]),
-                                                               row("postnorm+warmup", 6, [[(100, 3.6), (200, 3.4)]])])
+                                                               row("postnorm+warmup", 6, [[(100, 3.6), (200, 3.4)]]),
+                                                               row("gpt2norm+warmup", 6, [[(100, 3.1), (200, 2.9)]])])
         let deep = Comparison.DepthResult(layers: 96, rows: [row("rezero", 96, [[(100, 3.2), (200, 2.8)], [(100, 3.0), (200, 2.9)]]),
                                                              row("postnorm+warmup", 96, [[(100, 4.7), (200, 4.7)]])])
         let validation = StudyCharts.validation(shallow)
@@ -64,7 +65,10 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(rezero.points.map(\.y), [200, 150])
         XCTAssertEqual(rezero.band.map(\.low), [200, 100])
         XCTAssertTrue(depth.series[1].points.allSatisfy { !$0.y.isFinite }, "Post-LN never reaches 3.0")
-        XCTAssertEqual(depth.series[1].label, "postnorm+warmup (none at 6, 96 layers)")
+        XCTAssertEqual(depth.series[1].label, "postnorm+warmup (not reached at 6, 96 layers)")
+        // A row trained at one depth only has one point there, not a gap at the others.
+        XCTAssertEqual(depth.series[2].label, "gpt2norm+warmup")
+        XCTAssertEqual(depth.series[2].points.map(\.y), [200])
         let depthSVG = depth.svg()
         XCTAssertTrue(depthSVG.contains(#"class="xtick" text-anchor="middle">6</text>"#) && depthSVG.contains(">96</text>"), depthSVG)
         _ = try SVGElements(depthSVG)

@@ -79,5 +79,3 @@ enum SmallRun {
     }
 }
 
-/// The Euclidean norm.
-func norm(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }

@@ -104,8 +104,7 @@ final class CheckpointTests: XCTestCase {
         job.standardError = output
         try job.run()
         // Wait for a few logged steps, then signal rank 1 only.
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, ((try? lossLines(dir + "/run"))?.count ?? 0) < 5 { usleep(50_000) }
+        XCTAssertTrue(waitUntil(seconds: hangTimeout) { ((try? lossLines(dir + "/run"))?.count ?? 0) >= 5 }, "no steps logged")
         let rank1 = try XCTUnwrap(rankProcess(1, commandContaining: dir + "/run"), "rank 1 not found")
         kill(rank1, SIGTERM)
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -135,8 +134,7 @@ final class CheckpointTests: XCTestCase {
                              "--eval-every", "0", "--eval-bytes", "1024", "--threads", "1", "--run-dir", runDir]
             job.standardOutput = FileHandle.nullDevice
             try job.run()
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, CheckpointDirectory(runDir).checkpoints().isEmpty { usleep(20_000) }
+            XCTAssertTrue(waitUntil(seconds: hangTimeout) { !CheckpointDirectory(runDir).checkpoints().isEmpty }, "no checkpoint written")
             usleep(UInt32(50_000 + 37_000 * attempt))
             kill(job.processIdentifier, SIGKILL)
             job.waitUntilExit()

@@ -29,16 +29,23 @@ final class DistributedTests: XCTestCase {
 
     /// The global batch does not depend on how it is shared, so 1 thread, 2 and 4 ranks, 2 and 4
     /// workers in one process, and 2 ranks × 2 workers train the same model up to the order of
-    /// floating-point sums — with dropout too, whose masks are keyed by the global sequence.
+    /// floating-point sums — with dropout too, whose masks are keyed by the global sequence: the
+    /// first step's gradient (its Adam moment m = 0.1·g) to 1e-5 of each tensor's largest element,
+    /// the loss of every step to 1e-5, the parameters after 20 steps to 1e-3 by norm. Only the
+    /// gradient is exact to rounding: Adam's update m/√v has the same size for an element whose
+    /// gradient is tiny, where the order of a sum changes its low digits by a large fraction, so a
+    /// few such elements (29 of layer 0's 4,096 fc1 weights with OpenBLAS's AVX-512 kernels, 4
+    /// workers against one thread) drift by up to 1% of the tensor's scale in 20 steps.
     func testRanksAndWorkersTrainTheSameModel() throws { try ranksAndWorkersAgree(dropout: 0) }
 
     func testRanksAndWorkersTrainTheSameModelWithDropout() throws { try ranksAndWorkersAgree(dropout: 0.1) }
 
     func ranksAndWorkersAgree(dropout: Double) throws {
         let dir = Paths.temporaryDirectory("ranks-dropout\(dropout)")
-        let extra = ["--dropout", String(dropout)]
+        let extra = ["--dropout", String(dropout), "--ckpt-every", "1", "--keep", "20"]
         _ = try train(ranks: 1, runDir: dir + "/r1", extra: extra)
         let reference = try losses(dir + "/r1"), referenceTensors = try finalTensors(dir + "/r1")
+        let referenceGradient = try tensors(dir + "/r1/ckpt-00000001.safetensors").filter { $0.key.hasPrefix("optim.m.") }
         XCTAssertEqual(reference.count, 20)
         XCTAssertLessThan(reference.last!, reference.first! - 0.1, "the model must actually train")
         XCTAssertEqual(referenceTensors.keys.filter { $0.hasPrefix("layers.") && $0.hasSuffix(".alpha") }.count, 2)
@@ -49,8 +56,13 @@ final class DistributedTests: XCTestCase {
             let l = try losses(runDir)
             XCTAssertEqual(l.count, reference.count)
             for (a, b) in zip(l, reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), name) }
-            let worst = worstTensorDifference(referenceTensors, try finalTensors(runDir))
-            XCTAssertLessThan(worst.difference, 1e-5, "\(name): \(worst.tensor)")
+            let gradient = worstTensorDifference(referenceGradient, try tensors(runDir + "/ckpt-00000001.safetensors"))
+            XCTAssertLessThan(gradient.difference, 1e-5, "\(name), step 1: \(gradient.tensor)")
+            let final = try finalTensors(runDir)
+            for (tensor, values) in referenceTensors where !tensor.hasPrefix("optim.") {
+                let difference = zip(values, final[tensor] ?? []).map { Double($0 - $1) }
+                XCTAssertLessThan(norm(difference) / norm(values.map(Double.init)), 1e-3, "\(name), step 20: \(tensor)")
+            }
         }
     }
 
@@ -89,10 +101,10 @@ final class DistributedTests: XCTestCase {
         let dir = Paths.temporaryDirectory("mismatch")
         var flags = mpirunFlags + ["-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir]
         flags += [":", "-np", "1", Paths.rezero, "train"] + Self.model + Self.training + ["--run-dir", dir, "--lr", "0.002"]
-        let start = Date()
-        let result = try runProcess("/usr/bin/mpirun", flags, environment: ["PMIX_MCA_gds": "hash"])
+        // The job must end by itself, not hang on the rank that disagrees.
+        let result = try runProcess("/usr/bin/mpirun", flags, environment: ["PMIX_MCA_gds": "hash"], deadline: hangTimeout)
+        XCTAssertFalse(result.timedOut, "still running after \(Int(hangTimeout)) s: \(result.stdout + result.stderr)")
         XCTAssertNotEqual(result.status, 0)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
         XCTAssertTrue(result.stderr.contains("learning_rate: 0.003 ≠ 0.002"), result.stderr)
     }
 

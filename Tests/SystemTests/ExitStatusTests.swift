@@ -96,7 +96,7 @@ final class ExitStatusTests: XCTestCase {
         defer { for pid in stopped { kill(pid, SIGKILL) } }
         /// SIGSTOP to rank 1 once the job has logged steps and written a checkpoint to restart from.
         func stopRankOne(of runDir: String) throws {
-            XCTAssertTrue(waitUntil(seconds: 60) { metricsRecords(runDir) >= 3 && FileManager.default.fileExists(atPath: runDir + "/latest") },
+            XCTAssertTrue(waitUntil(seconds: hangTimeout) { metricsRecords(runDir) >= 3 && FileManager.default.fileExists(atPath: runDir + "/latest") },
                           "no checkpoint written")
             let rank1 = try XCTUnwrap(rankProcess(1, commandContaining: runDir), "rank 1 not found")
             stopped.append(rank1)
@@ -108,9 +108,9 @@ final class ExitStatusTests: XCTestCase {
                                         + ["--steps", "1000000", "--ckpt-every", "200", "--run-dir", runDir], output: dir + "/mpirun.log")
         try stopRankOne(of: runDir)
         let start = Date()
-        guard job.wait(seconds: 30) else {
+        guard job.wait(seconds: hangTimeout) else {
             kill(job.pid, SIGKILL)
-            return XCTFail("the job hangs 30 s after rank 1 stopped: \(job.output)")
+            return XCTFail("the job hangs \(Int(hangTimeout)) s after rank 1 stopped: \(job.output)")
         }
         print(String(format: "a stopped rank ended the job in %.1f s", Date().timeIntervalSince(start)))
         XCTAssertEqual(job.process.terminationStatus, ExitStatus.stalled.rawValue, job.output)
@@ -121,7 +121,7 @@ final class ExitStatusTests: XCTestCase {
                                              + watched + ["--steps", "6000", "--ckpt-every", "200", "--run-dir", restarted],
                                              output: dir + "/launcher.log")
         try stopRankOne(of: restarted)
-        guard launcher.wait(seconds: 120) else {
+        guard launcher.wait(seconds: hangTimeout) else {
             for pid in processes(commandContaining: restarted) { kill(pid, SIGKILL) }
             return XCTFail("launch/run did not finish: \(launcher.output)")
         }

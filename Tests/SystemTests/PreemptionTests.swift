@@ -34,13 +34,15 @@ final class PreemptionTests: XCTestCase {
             _ = job.wait(seconds: 10)
             try? FileManager.default.removeItem(atPath: runDir)  // the 460 MB checkpoint
         }
-        XCTAssertTrue(waitUntil(seconds: 120) { metricsRecords(runDir) >= 2 }, "no training step logged: \(job.output)")
+        XCTAssertTrue(waitUntil(seconds: hangTimeout) { metricsRecords(runDir) >= 2 }, "no training step logged: \(job.output)")
         // The script itself ("bash …/launch/run …"), not the setsid that started it.
         launcher = processes(commandContaining: "^bash \\S*launch/\(script) .*\(runDir)").first
         guard let launcher else { return XCTFail("\(script) not found") }
         kill(target == .script ? launcher : -getpgid(launcher), signal)
         let signalled = Date()
-        guard job.wait(seconds: 60) else { return XCTFail("\(name): still running 60 s after the signal: \(job.output)") }
+        guard job.wait(seconds: hangTimeout) else {
+            return XCTFail("\(name): still running \(Int(hangTimeout)) s after the signal: \(job.output)")
+        }
         let seconds = Date().timeIntervalSince(signalled)
         XCTAssertEqual(job.process.terminationStatus, 0, "\(name): \(job.output)")
         let checkpoints = CheckpointDirectory(runDir).checkpoints()

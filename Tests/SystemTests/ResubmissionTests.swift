@@ -44,10 +44,8 @@ final class ResubmissionTests: XCTestCase {
         let output = Pipe()
         job.standardOutput = output
         try job.run()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, ((try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)) ?? "").count < 10 {
-            usleep(20_000)
-        }
+        XCTAssertTrue(waitUntil(seconds: hangTimeout) { ((try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)) ?? "").count >= 10 },
+                      "no metrics written")
         kill(job.processIdentifier, SIGTERM)
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         job.waitUntilExit()

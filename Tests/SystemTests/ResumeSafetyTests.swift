@@ -64,7 +64,7 @@ final class ResumeSafetyTests: XCTestCase {
         let first = try BackgroundProcess(Paths.rezero, ["train"] + Self.tiny + ["--steps", "1000000", "--log-every", "1",
                                                                               "--run-dir", runDir], output: dir + "/first.log")
         defer { kill(first.pid, SIGKILL) }
-        XCTAssertTrue(waitUntil(seconds: 60) { metricsRecords(runDir) >= 3 }, first.output)
+        XCTAssertTrue(waitUntil(seconds: hangTimeout) { metricsRecords(runDir) >= 3 }, first.output)
         for ranks in [1, 2] {
             let arguments = ["train"] + Self.tiny + ["--steps", "5", "--run-dir", runDir]
             let second = ranks == 1 ? try rezero(arguments) : try mpirun(2, arguments)
@@ -73,9 +73,9 @@ final class ResumeSafetyTests: XCTestCase {
                           "\(ranks) rank(s): \(second.stderr)")
         }
         let before = metricsRecords(runDir)
-        XCTAssertTrue(waitUntil(seconds: 30) { metricsRecords(runDir) > before + 3 }, "the first job goes on writing its metrics")
+        XCTAssertTrue(waitUntil(seconds: hangTimeout) { metricsRecords(runDir) > before + 3 }, "the first job goes on writing its metrics")
         kill(first.pid, SIGKILL)
-        XCTAssertTrue(first.wait(seconds: 10))
+        XCTAssertTrue(first.wait(seconds: hangTimeout), "the killed job is still running")
         let after = try train(["--steps", "3", "--run-dir", runDir])
         XCTAssertEqual(after.status, 0, "a killed holder leaves no lock behind: \(after.stderr)")
     }

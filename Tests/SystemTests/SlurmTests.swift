@@ -9,8 +9,9 @@ import TestSupport
 ///
 /// The node offers 8 CPUs, so four 2-task jobs run at once on this machine's cores. KillWait is
 /// 2 s, shorter than the big model's checkpoint: only plain `scancel` may rely on it. GraceTime
-/// is 60 s, well above the 10–16 s a stop takes beside the other jobs (a preempted job ends as
-/// soon as it has checkpointed); a requeued job may start again 10 s after its requeue.
+/// is 120 s, well above the 10–16 s a stop takes beside the other jobs, also on a machine twice
+/// as slow or busy (a preempted job ends as soon as it has checkpointed, so the grace costs no
+/// time); a requeued job may start again 10 s after its requeue.
 final class SlurmTests: XCTestCase {
     /// 40 M parameters: a step takes a fraction of a second, a checkpoint (parameters and both
     /// Adam moments, 480 MB) seconds.
@@ -42,19 +43,19 @@ final class SlurmTests: XCTestCase {
 
     nonisolated(unsafe) static var cluster: Result<SlurmCluster, SlurmUnavailable>?
     nonisolated(unsafe) static var endings: [String: Result<Ending, SlurmError>] = [:]
-    /// When every case must have ended (they take about a minute): a Slurm that hangs fails the
-    /// tests in bounded time.
+    /// When every case must have ended (they take about a minute, `hangTimeout` allows ten): a
+    /// Slurm that hangs fails the tests in bounded time.
     nonisolated(unsafe) static var deadline = Date.distantFuture
     static let submitDirectory = Paths.temporaryDirectory("slurm-jobs")
 
     override class func setUp() {
         super.setUp()
         let started = SlurmCluster.start("slurm", options: ["--port", "auto", "--cpus", "8", "--killwait", "2",
-                                                            "--grace", "60", "--requeue-delay", "10"])
+                                                            "--grace", "120", "--requeue-delay", "10"])
         cluster = started
         guard case .success(let slurm) = started else { return }
         let clock = Date()
-        deadline = clock.addingTimeInterval(300)
+        deadline = clock.addingTimeInterval(hangTimeout)
         endings = runConcurrently(cases(slurm))
         var report = String(format: "Slurm cases, all at once: %.1f s\n", Date().timeIntervalSince(clock))
         for (name, ending) in endings.sorted(by: { $0.key < $1.key }) {

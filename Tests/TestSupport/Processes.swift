@@ -38,11 +38,15 @@ public struct ProcessResult: Sendable {
     public let status: Int32
     public let stdout: String
     public let stderr: String
+    /// It was still running after the deadline it was given, and was killed.
+    public var timedOut = false
 }
 
-/// Runs a command to completion, capturing its output.
+/// Runs a command to completion, capturing its output. With a `deadline` (seconds), a command
+/// still running then gets SIGTERM, and SIGKILL 5 s later: the result says it timed out, and its
+/// output shows how far it got.
 public func runProcess(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
-                       directory: String? = nil) throws -> ProcessResult {
+                       directory: String? = nil, deadline: Double? = nil) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -52,6 +56,17 @@ public func runProcess(_ executable: String, _ arguments: [String], environment 
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    final class Flag: @unchecked Sendable { var raised = false }
+    let timedOut = Flag()
+    if let deadline {
+        let pid = process.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [process] in
+            guard process.isRunning else { return }
+            timedOut.raised = true
+            kill(pid, SIGTERM)
+            DispatchQueue.global().asyncAfter(deadline: .now() + 5) { if process.isRunning { kill(pid, SIGKILL) } }
+        }
+    }
     // Read both pipes concurrently so neither fills up and blocks the child.
     final class Box: @unchecked Sendable { var data = Data() }
     let errBox = Box()
@@ -65,7 +80,7 @@ public func runProcess(_ executable: String, _ arguments: [String], environment 
     group.wait()
     process.waitUntilExit()
     return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errBox.data, as: UTF8.self))
+                         stderr: String(decoding: errBox.data, as: UTF8.self), timedOut: timedOut.raised)
 }
 
 public func rezero(_ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws -> ProcessResult {
@@ -92,6 +107,9 @@ public func tensors(_ path: String) throws -> [String: [Float]] {
     for name in file.names { out[name] = file.values(name) }
     return out
 }
+
+/// The Euclidean norm.
+public func norm(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }
 
 /// A model's parameters as Float arrays by tensor name.
 public func namedTensors(_ model: Model<Float>) -> [String: [Float]] {
@@ -144,6 +162,11 @@ public final class BackgroundProcess {
         waitUntil(seconds: seconds) { !process.isRunning }
     }
 }
+
+/// How long a test waits for what only a hang could keep from happening (a job to end, a step to
+/// be logged, a checkpoint to appear): far beyond what it takes on a machine twice as slow or busy
+/// (`launch/test --under-load`), so that no speed decides a test; passing tests never wait it out.
+public let hangTimeout = 600.0
 
 /// Polls `condition` every 50 ms for up to `seconds`; whether it came true.
 @discardableResult

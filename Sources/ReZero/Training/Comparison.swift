@@ -237,6 +237,7 @@ public final class ComparisonStudy {
         }
         let trainer = try Trainer(config: config, corpus: corpus, collective: collective, threads: threads, resume: resume)
         let training = try TrainingRun(trainer: trainer, runDirectory: place, resumedAt: resume?.state.step, log: log)
+        training.resumeCommand = "the same rezero compare command"
         var clock = Clock()
         let summary = try training.run()
         let seconds = secondsBefore + clock.lap()
