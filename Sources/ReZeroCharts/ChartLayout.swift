@@ -126,8 +126,11 @@ extension LineChart {
                   y: min(max(plot.maxY - (p.y - y0) / (y1 - y0) * plot.height, -1e7), 1e7))
         }
 
-        var s = Self.text(title, x: (plot.minX + plot.maxX) / 2, y: top + (panel ? 18 : 22),
-                          size: panel ? Style.panelTitleSize : Style.titleSize, attributes: #"font-weight="bold" text-anchor="middle""#)
+        // Centered over the plot, but never starting left of the chart's edge.
+        let titleSize = panel ? Style.panelTitleSize : Style.titleSize
+        let titleX = max((plot.minX + plot.maxX) / 2, Style.width(title, size: titleSize) / 2 + 8)
+        var s = Self.text(title, x: titleX, y: top + (panel ? 18 : 22), size: titleSize,
+                          attributes: #"font-weight="bold" text-anchor="middle""#)
         s += #"<g stroke="\#(Style.grid)" shape-rendering="crispEdges">"#
         for t in xTicks { let x = n(project((t, y0)).x); s += #"<line x1="\#(x)" y1="\#(n(plot.minY))" x2="\#(x)" y2="\#(n(plot.maxY))"/>"# }
         for t in yTicks { let y = n(project((x0, t)).y); s += #"<line x1="\#(n(plot.minX))" y1="\#(y)" x2="\#(n(plot.maxX))" y2="\#(y)"/>"# }

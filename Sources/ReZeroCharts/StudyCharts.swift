@@ -21,7 +21,7 @@ public enum StudyCharts {
             if !row.diverged.isEmpty { label += " (\(row.diverged.count) diverged)" }
             return LineChart.Series(label: label, points: points, markers: points.count <= RunMetrics.markerLimit, band: band)
         }
-        return LineChart(title: "validation bits/byte, \(depth.layers) layers (mean of seeds, band: min–max)", xLabel: "step",
+        return LineChart(title: "validation bits/byte, \(depth.layers) layers: mean of the seeds, band min–max", xLabel: "step",
                          yLabel: "validation bits/byte", series: series, yCeiling: RunMetrics.bitsPerByteCeiling)
     }
 
@@ -29,7 +29,7 @@ public enum StudyCharts {
     /// that reached it, a band from the fewest to the most. Depths where the row ran but no seed
     /// reached it break the line, and the legend names them; depths where it did not run are left out.
     public static func stepsToTarget(_ depths: [Comparison.DepthResult], target: Double) -> LineChart {
-        byDepth(depths, title: "steps to validation ≤ \(target) bits/byte by depth (mean of seeds, band: min–max)",
+        byDepth(depths, title: "steps to validation ≤ \(target) bits/byte: mean of the seeds, band min–max",
                 yLabel: "steps to ≤ \(target) bits/byte", absent: "not reached") { row in
             guard let steps = row.stepsToTarget else { return nil }
             return (steps.mean, steps.min, steps.max)
@@ -38,7 +38,7 @@ public enum StudyCharts {
 
     /// Final validation bits/byte against depth (log scale): mean over seeds, band min–max.
     public static func finalValidation(_ depths: [Comparison.DepthResult]) -> LineChart {
-        byDepth(depths, title: "final validation bits/byte by depth (mean of seeds, band: min–max)",
+        byDepth(depths, title: "final validation bits/byte: mean of the seeds, band min–max",
                 yLabel: "final validation bits/byte", absent: "diverged") { row in
             guard let valid = row.finalValid else { return nil }
             return (valid.mean, valid.min, valid.max)

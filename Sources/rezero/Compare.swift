@@ -119,15 +119,15 @@ struct Compare: ParsableCommand {
         }
         for depth in results {
             let prefix = perDepth ? "L\(depth.layers)/" : ""
-            try chart(StudyCharts.validation(depth).svg(), prefix + "valid_bpb.svg")
+            try chart(StudyCharts.validation(depth).svg(width: 960), prefix + "valid_bpb.svg")
             // α of each row's chosen setting on the tuning seed.
             let alphaRuns = try RunMetrics.load(depth.rows.compactMap { $0.seeds.first?.directory })
             let panels = RunMetrics.alphaCharts(alphaRuns)
             if !panels.isEmpty { try chart(LineChart.svg(stacking: panels, title: "α per layer, \(depth.layers) layers"), prefix + "alpha.svg") }
         }
         if results.count > 1 {
-            try chart(StudyCharts.stepsToTarget(results, target: target).svg(), "depth_steps.svg")
-            try chart(StudyCharts.finalValidation(results).svg(), "depth_valid.svg")
+            try chart(StudyCharts.stepsToTarget(results, target: target).svg(width: 960), "depth_steps.svg")
+            try chart(StudyCharts.finalValidation(results).svg(width: 960), "depth_valid.svg")
         }
         print("wrote " + written.map { directory + "/" + $0 }.joined(separator: ", "))
     }
