@@ -148,8 +148,10 @@ extension Comparison {
             + markdown(["run", "warm-up"] + rates.map { "lr \($0)" }, rows)
     }
 
-    /// Each row's chosen setting and results at every depth.
+    /// Each row's chosen setting and results at every depth where it has runs.
     static func depthTable(_ depths: [DepthResult], _ c: TableContext) -> String {
-        markdown(["layers"] + resultHeader(c), depths.flatMap { depth in depth.rows.map { ["\(depth.layers)"] + resultCells($0) } })
+        markdown(["layers"] + resultHeader(c), depths.flatMap { depth in
+            depth.rows.filter { !$0.tuning.isEmpty }.map { ["\(depth.layers)"] + resultCells($0) }
+        })
     }
 }
